@@ -1,0 +1,163 @@
+//! `POST /s3/multipart/{uploadId}/complete`: check the part list, then complete.
+
+use super::{Request, owned_upload, response};
+use crate::config::limits;
+use crate::error::{Error, Result};
+use crate::model::{Completion, Status, Upload};
+use crate::storage::Part;
+use crate::{Context, lifecycle};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+struct CompleteBody {
+    #[serde(default)]
+    parts: Option<Vec<RequestedPart>>,
+}
+
+/// Uppy sends S3's own names; camelCase is accepted too.
+#[derive(Deserialize)]
+struct RequestedPart {
+    #[serde(rename = "PartNumber", alias = "partNumber")]
+    part_number: u32,
+    #[serde(rename = "ETag", alias = "etag", alias = "ETAG")]
+    etag: String,
+}
+
+/// Completes with the parts given, or with every part S3 holds when none are.
+/// A repeated call returns the first result; a call after an abort is refused.
+pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
+    let upload = owned_upload(ctx, req).await?;
+    let body: CompleteBody = req.json()?;
+    let completion = match upload.status {
+        Status::Completed => upload
+            .completion
+            .clone()
+            .ok_or_else(|| Error::internal("completed item without result"))?,
+        Status::Aborting | Status::Aborted => {
+            return Err(Error::Conflict("the upload was aborted".into()));
+        }
+        Status::Completing => {
+            return Err(Error::Conflict(
+                "a completion of this upload is in progress".into(),
+            ));
+        }
+        Status::Active => {
+            let held = ctx
+                .storage
+                .list_parts(&upload.key, &upload.upload_id)
+                .await?;
+            let Some(held) = held else {
+                // S3 lost the upload under us: settle the item from S3's truth.
+                return match lifecycle::resolve_vanished(ctx, &upload, Status::Active).await? {
+                    Status::Completed => answer(ctx.store.get(&upload.upload_id).await?),
+                    _ => Err(Error::Conflict(
+                        "the upload no longer exists in S3; it was aborted".into(),
+                    )),
+                };
+            };
+            let parts = choose_parts(&ctx.config, &upload, body.parts, held)?;
+            lifecycle::complete(ctx, &upload, &parts).await?
+        }
+    };
+    Ok(completed(&upload, &completion))
+}
+
+fn answer(now: Option<Upload>) -> Result<ApiGatewayV2httpResponse> {
+    match now.and_then(|u| u.completion.clone().map(|c| (u, c))) {
+        Some((u, c)) => Ok(completed(&u, &c)),
+        None => Err(Error::Conflict(
+            "the upload changed meanwhile; retry".into(),
+        )),
+    }
+}
+
+fn completed(upload: &Upload, c: &Completion) -> ApiGatewayV2httpResponse {
+    response::json(
+        200,
+        &json!({ "location": c.location, "key": upload.key, "etag": c.etag, "size": c.size }),
+    )
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+/// The parts to complete with, checked as S3 would check them (and more: S3's
+/// 5 MiB minimum, which local S3s skip, and our size limits), so a bad list is
+/// a 4xx before any state changes.
+fn choose_parts(
+    config: &crate::Config,
+    upload: &Upload,
+    requested: Option<Vec<RequestedPart>>,
+    held: Vec<Part>,
+) -> Result<Vec<Part>> {
+    let parts = match requested {
+        None => {
+            let mut held = held;
+            held.sort_by_key(|p| p.part_number);
+            held
+        }
+        Some(requested) => {
+            if requested.len() > limits::MAX_PARTS as usize {
+                return Err(Error::bad_request("at most 10000 parts"));
+            }
+            let by_number: HashMap<u32, &Part> = held.iter().map(|p| (p.part_number, p)).collect();
+            let mut previous = 0;
+            let mut parts = Vec::with_capacity(requested.len());
+            for r in requested {
+                if r.part_number == 0 || r.part_number > limits::MAX_PARTS {
+                    return Err(Error::bad_request(format!(
+                        "part number {} is outside 1..=10000",
+                        r.part_number
+                    )));
+                }
+                if r.part_number <= previous {
+                    return Err(Error::bad_request(format!(
+                        "parts must be in ascending order without repeats (part {} after {previous})",
+                        r.part_number
+                    )));
+                }
+                previous = r.part_number;
+                let held = by_number
+                    .get(&r.part_number)
+                    .filter(|p| unquote(&p.etag) == unquote(&r.etag))
+                    .ok_or_else(|| {
+                        Error::bad_request(format!(
+                            "part {} with ETag {} was not uploaded (InvalidPart)",
+                            r.part_number, r.etag
+                        ))
+                    })?;
+                parts.push((*held).clone());
+            }
+            parts
+        }
+    };
+    if parts.is_empty() {
+        return Err(Error::bad_request("no parts have been uploaded"));
+    }
+    if let Some(small) = parts[..parts.len() - 1]
+        .iter()
+        .find(|p| p.size < limits::MIN_PART_SIZE)
+    {
+        return Err(Error::Unprocessable(format!(
+            "part {} is {} bytes; every part but the last must be at least 5 MiB (EntityTooSmall)",
+            small.part_number, small.size
+        )));
+    }
+    let total: u64 = parts.iter().map(|p| p.size).sum();
+    if total > config.max_upload_size {
+        return Err(Error::TooLarge(format!(
+            "the parts add up to {total} bytes, more than the {} allowed",
+            config.max_upload_size
+        )));
+    }
+    if let Some(declared) = upload.size.filter(|d| *d != total) {
+        return Err(Error::Unprocessable(format!(
+            "the parts add up to {total} bytes but the upload declared {declared}"
+        )));
+    }
+    Ok(parts)
+}

@@ -1,0 +1,65 @@
+//! The HTTP API: one handler per operation, all answering API Gateway payload 2.0.
+//! Uppy Companion's S3 routes, so `@uppy/aws-s3` works unchanged, plus ours.
+
+mod abort;
+mod complete;
+mod initiate;
+mod parts;
+pub mod request;
+pub mod response;
+pub mod routes;
+mod sign;
+
+use crate::Context;
+use crate::error::{Error, Result};
+use crate::model::Upload;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+pub use request::Request;
+pub use routes::{Function, Operation, ROUTES, Route};
+
+/// Runs `function` on one API Gateway event. Never fails: errors become JSON answers.
+pub async fn handle(
+    ctx: &Context,
+    function: Function,
+    event: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let route_key = event.route_key.as_deref().unwrap_or_default();
+    let Some(route) = ROUTES
+        .iter()
+        .find(|r| r.function == function && r.is(route_key))
+    else {
+        return response::error(&Error::UnknownRoute(format!(
+            "no route {route_key:?} in {}",
+            function.name()
+        )));
+    };
+    let req = Request::new(&event);
+    let result = match route.operation {
+        Operation::Create => initiate::create(ctx, &req).await,
+        Operation::PostForm => initiate::post_form(ctx, &req).await,
+        Operation::SignPart => sign::one(ctx, &req).await,
+        Operation::SignBatch => sign::batch(ctx, &req).await,
+        Operation::ListParts => parts::list(ctx, &req).await,
+        Operation::Status => parts::status(ctx, &req).await,
+        Operation::Complete => complete::complete(ctx, &req).await,
+        Operation::Abort => abort::abort(ctx, &req).await,
+    };
+    result.unwrap_or_else(|e| response::error(&e))
+}
+
+/// The caller's upload named by the `uploadId` path parameter (and the `key`
+/// query parameter, when given). Another owner's upload is answered like a
+/// missing one, so upload ids cannot be probed.
+async fn owned_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
+    let owner = req.owner(ctx.config.anonymous)?;
+    let upload_id = req.path("uploadId")?;
+    if upload_id.len() > 1024 {
+        return Err(Error::bad_request("uploadId is too long"));
+    }
+    let not_found = || Error::NotFound(format!("no upload {upload_id:?}"));
+    let upload = ctx.store.get(upload_id).await?.ok_or_else(not_found)?;
+    if upload.owner != owner || req.query("key").is_some_and(|k| k != upload.key) {
+        return Err(not_found());
+    }
+    Ok(upload)
+}

@@ -1,0 +1,221 @@
+//! The HTTP API's route table: which Lambda function serves which route.
+//!
+//! `template.yaml`, `openapi.yaml` and the local server all follow this table;
+//! tests check that they agree with it.
+
+/// One Lambda function of the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    Initiate,
+    SignPart,
+    ListParts,
+    Complete,
+    Abort,
+}
+
+impl Function {
+    /// The function's folder under `functions/` and its binary name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Initiate => "initiate",
+            Function::SignPart => "sign-part",
+            Function::ListParts => "list-parts",
+            Function::Complete => "complete",
+            Function::Abort => "abort",
+        }
+    }
+}
+
+/// What a route does; each function serves one or more operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Uppy's `createMultipartUpload` (+ our part plan).
+    Create,
+    /// Uppy's `getUploadParameters`: a presigned POST form for small files.
+    PostForm,
+    /// Uppy's `signPart`.
+    SignPart,
+    /// Many part URLs in one call.
+    SignBatch,
+    /// Uppy's `listParts`.
+    ListParts,
+    /// The tracked item's state.
+    Status,
+    /// Uppy's `completeMultipartUpload`.
+    Complete,
+    /// Uppy's `abortMultipartUpload`.
+    Abort,
+}
+
+/// A route as API Gateway names it (`routeKey`), and the function behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// Path template with `{param}` segments, as in API Gateway.
+    pub path: &'static str,
+    pub function: Function,
+    pub operation: Operation,
+}
+
+impl Route {
+    /// API Gateway's `routeKey`, e.g. `POST /s3/multipart`.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// Whether `route_key` names this route.
+    pub fn is(&self, route_key: &str) -> bool {
+        route_key
+            .split_once(' ')
+            .is_some_and(|(m, p)| m.eq_ignore_ascii_case(self.method) && p == self.path)
+    }
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    function: Function,
+    operation: Operation,
+) -> Route {
+    Route {
+        method,
+        path,
+        function,
+        operation,
+    }
+}
+
+/// Every route of the API. Uppy Companion's S3 routes come first, then ours.
+pub const ROUTES: &[Route] = &[
+    route(
+        "POST",
+        "/s3/multipart",
+        Function::Initiate,
+        Operation::Create,
+    ),
+    route("GET", "/s3/params", Function::Initiate, Operation::PostForm),
+    route(
+        "GET",
+        "/s3/multipart/{uploadId}/batch",
+        Function::SignPart,
+        Operation::SignBatch,
+    ),
+    route(
+        "GET",
+        "/s3/multipart/{uploadId}/{partNumber}",
+        Function::SignPart,
+        Operation::SignPart,
+    ),
+    route(
+        "GET",
+        "/s3/multipart/{uploadId}",
+        Function::ListParts,
+        Operation::ListParts,
+    ),
+    route(
+        "GET",
+        "/s3/multipart/{uploadId}/status",
+        Function::ListParts,
+        Operation::Status,
+    ),
+    route(
+        "POST",
+        "/s3/multipart/{uploadId}/complete",
+        Function::Complete,
+        Operation::Complete,
+    ),
+    route(
+        "DELETE",
+        "/s3/multipart/{uploadId}",
+        Function::Abort,
+        Operation::Abort,
+    ),
+];
+
+/// The route API Gateway would select for `method` and `path`: literal segments
+/// win over `{param}` segments, as in API Gateway. Returns the path parameters too.
+pub fn match_route(
+    method: &str,
+    path: &str,
+) -> Option<(&'static Route, Vec<(&'static str, String)>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let mut best: Option<(usize, &'static Route, Vec<(&'static str, String)>)> = None;
+    for r in ROUTES
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case(method))
+    {
+        let pattern: Vec<&str> = r.path.split('/').collect();
+        if pattern.len() != segments.len() {
+            continue;
+        }
+        let mut literals = 0;
+        let mut params = Vec::new();
+        let matched = pattern.iter().zip(&segments).all(|(p, s)| {
+            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !s.is_empty() => {
+                    params.push((name, percent_decode(s)));
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    literals += 1;
+                    p == s
+                }
+            }
+        });
+        if matched && best.as_ref().is_none_or(|(l, _, _)| literals > *l) {
+            best = Some((literals, r, params));
+        }
+    }
+    best.map(|(_, r, p)| (r, p))
+}
+
+/// Decodes `%XX` escapes as API Gateway does for path parameters.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        let (r, p) = match_route("GET", "/s3/multipart/abc/status").unwrap();
+        assert_eq!(r.function, Function::ListParts);
+        assert_eq!(p, vec![("uploadId", "abc".to_string())]);
+        let (r, p) = match_route("GET", "/s3/multipart/abc/7").unwrap();
+        assert_eq!(r.function, Function::SignPart);
+        assert_eq!(p[1], ("partNumber", "7".to_string()));
+    }
+
+    #[test]
+    fn parameters_are_percent_decoded() {
+        let (_, p) = match_route("DELETE", "/s3/multipart/a%2Fb%3D").unwrap();
+        assert_eq!(p[0].1, "a/b=");
+    }
+
+    #[test]
+    fn unknown_routes_and_methods_do_not_match() {
+        assert!(match_route("PUT", "/s3/multipart").is_none());
+        assert!(match_route("GET", "/s3/other").is_none());
+        assert!(match_route("GET", "/s3/multipart//1").is_none());
+    }
+}

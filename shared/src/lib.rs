@@ -1,0 +1,58 @@
+//! Partwise: serverless S3 multipart uploads that never leak storage.
+//!
+//! Every Lambda in `functions/` is a thin shell around this crate:
+//! - [`api`]: the HTTP API's handlers and route table (API Gateway payload 2.0);
+//! - [`lifecycle`]: complete and abort, choreographed with the state machine;
+//! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
+//! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
+//! - [`keys`]: safe object keys; [`config`]: settings, validated once;
+//! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod lifecycle;
+pub mod model;
+pub mod plan;
+pub mod presign;
+pub mod runtime;
+pub mod storage;
+pub mod store;
+pub mod validate;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// What every handler needs, built once per Lambda instance in `main`.
+pub struct Context {
+    pub config: Config,
+    pub store: store::Store,
+    pub storage: storage::Storage,
+    pub presigner: presign::Presigner,
+}
+
+impl Context {
+    /// Reads the configuration and the SDKs' standard settings from the environment.
+    pub async fn from_env() -> Result<Self> {
+        let config = Config::from_env()?;
+        let sdk = aws_config::load_from_env().await;
+        Ok(Self::new(config, &sdk))
+    }
+
+    /// Builds the clients from an SDK configuration (tests point it at the local stack).
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Self {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(config.s3_force_path_style)
+                .build(),
+        );
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        Context {
+            store: store::Store::new(dynamodb, &config.table, config.gsi_shards, config.retention),
+            storage: storage::Storage::new(s3.clone(), &config.bucket),
+            presigner: presign::Presigner::new(s3, &config.bucket, sdk),
+            config,
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The upload lifecycle: S3 calls choreographed with the state machine, so that
+//! the tracking item and S3 always end in agreement. The API and the sweep
+//! both go through here.
+
+use crate::Context;
+use crate::error::{Error, Result};
+use crate::model::{Completion, Status, Upload};
+use crate::storage::{Aborted, Completed, Part};
+use crate::store::Transition;
+
+/// Completes `upload` with `parts` (already checked against S3).
+/// A repeated call on a completed upload returns the first result.
+pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<Completion> {
+    match ctx
+        .store
+        .transition(&upload.upload_id, Status::Active, Status::Completing, None)
+        .await?
+    {
+        Transition::Won(_) => {}
+        Transition::Lost(now) => return settled_completion(now),
+    }
+    let result = ctx
+        .storage
+        .complete(&upload.key, &upload.upload_id, parts)
+        .await;
+    match result {
+        Ok(Completed::Done { etag, location }) => {
+            let completion = Completion {
+                etag,
+                size: parts.iter().map(|p| p.size).sum(),
+                location: if location.is_empty() {
+                    upload.key.clone()
+                } else {
+                    location
+                },
+            };
+            record_completed(ctx, upload, completion).await
+        }
+        Ok(Completed::Refused { code, message }) => {
+            back_to_active(ctx, upload).await?;
+            Err(Error::Unprocessable(format!(
+                "S3 refused the part list ({code}): {message}"
+            )))
+        }
+        Ok(Completed::NoSuchUpload) => {
+            match resolve_vanished(ctx, upload, Status::Completing).await? {
+                Status::Completed => settled_completion(ctx.store.get(&upload.upload_id).await?),
+                _ => Err(Error::Conflict(
+                    "the upload no longer exists in S3; it was aborted".into(),
+                )),
+            }
+        }
+        Err(e) => {
+            // S3 may or may not have completed; a retry finds out (NoSuchUpload + object → COMPLETED).
+            back_to_active(ctx, upload).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn record_completed(
+    ctx: &Context,
+    upload: &Upload,
+    completion: Completion,
+) -> Result<Completion> {
+    match ctx
+        .store
+        .transition(
+            &upload.upload_id,
+            Status::Completing,
+            Status::Completed,
+            Some(&completion),
+        )
+        .await?
+    {
+        Transition::Won(_) => Ok(completion),
+        Transition::Lost(now) => settled_completion(now),
+    }
+}
+
+async fn back_to_active(ctx: &Context, upload: &Upload) -> Result<()> {
+    ctx.store
+        .transition(&upload.upload_id, Status::Completing, Status::Active, None)
+        .await
+        .map(|_| ())
+}
+
+/// The answer to a complete that found the item already moved by someone else.
+fn settled_completion(now: Option<Upload>) -> Result<Completion> {
+    match now {
+        None => Err(Error::NotFound("no such upload".into())),
+        Some(u) => match (u.status, u.completion) {
+            (Status::Completed, Some(c)) => Ok(c),
+            (Status::Completing, _) => Err(Error::Conflict(
+                "a completion of this upload is in progress".into(),
+            )),
+            (Status::Aborting | Status::Aborted, _) => {
+                Err(Error::Conflict("the upload was aborted".into()))
+            }
+            (Status::Active, _) => Err(Error::Conflict(
+                "the upload changed meanwhile; retry".into(),
+            )),
+            (Status::Completed, None) => Err(Error::internal("completed item without completion")),
+        },
+    }
+}
+
+/// What an abort found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// This call aborted the upload in S3.
+    Aborted,
+    /// S3 had no such upload any more (aborted before, or by S3's lifecycle rule).
+    AlreadyGone,
+    /// The item was ABORTED already; nothing was done.
+    WasAborted,
+}
+
+/// Aborts `upload` in S3 and records it. Idempotent; refuses completed and
+/// completing uploads, so a completed object is never touched.
+pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
+    let mut current = upload.status;
+    loop {
+        match current {
+            Status::Aborted => return Ok(AbortOutcome::WasAborted),
+            Status::Completed => {
+                return Err(Error::Conflict(
+                    "the upload is completed; its object is kept".into(),
+                ));
+            }
+            Status::Completing => {
+                return Err(Error::Conflict(
+                    "a completion of this upload is in progress".into(),
+                ));
+            }
+            Status::Aborting => return finish_abort(ctx, upload).await,
+            Status::Active => match ctx
+                .store
+                .transition(&upload.upload_id, Status::Active, Status::Aborting, None)
+                .await?
+            {
+                Transition::Won(_) => return finish_abort(ctx, upload).await,
+                Transition::Lost(Some(now)) => current = now.status,
+                Transition::Lost(None) => return Err(Error::NotFound("no such upload".into())),
+            },
+        }
+    }
+}
+
+/// Aborts in S3 an upload already claimed (ABORTING), confirms, records ABORTED.
+pub async fn finish_abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
+    let outcome = match ctx
+        .storage
+        .abort_and_confirm(&upload.key, &upload.upload_id, ctx.config.abort_attempts)
+        .await?
+    {
+        Aborted::Aborted => AbortOutcome::Aborted,
+        Aborted::AlreadyGone => AbortOutcome::AlreadyGone,
+    };
+    match ctx
+        .store
+        .transition(&upload.upload_id, Status::Aborting, Status::Aborted, None)
+        .await?
+    {
+        Transition::Won(_) => Ok(outcome),
+        Transition::Lost(Some(u)) if u.status == Status::Aborted => Ok(outcome),
+        Transition::Lost(u) => Err(Error::internal(format!(
+            "upload {} left ABORTING for {:?} while being aborted",
+            upload.upload_id,
+            u.map(|u| u.status)
+        ))),
+    }
+}
+
+/// S3 has no multipart upload for an item in `from` (COMPLETING or ACTIVE):
+/// settle the item from S3's truth. The key holds a unique id, so an object
+/// there can only come from this upload: it completed. Otherwise it is gone: aborted.
+pub async fn resolve_vanished(ctx: &Context, upload: &Upload, from: Status) -> Result<Status> {
+    if let Some((etag, size)) = ctx.storage.head(&upload.key).await? {
+        let completion = Completion {
+            etag,
+            size,
+            location: upload.key.clone(),
+        };
+        let mut state = from;
+        if state == Status::Active {
+            match ctx
+                .store
+                .transition(&upload.upload_id, Status::Active, Status::Completing, None)
+                .await?
+            {
+                Transition::Won(_) => state = Status::Completing,
+                Transition::Lost(now) => return Ok(now.map_or(Status::Aborted, |u| u.status)),
+            }
+        }
+        debug_assert_eq!(state, Status::Completing);
+        record_completed(ctx, upload, completion).await?;
+        return Ok(Status::Completed);
+    }
+    match ctx
+        .store
+        .transition(&upload.upload_id, from, Status::Aborting, None)
+        .await?
+    {
+        Transition::Won(_) => {
+            finish_abort(ctx, upload).await?;
+            Ok(Status::Aborted)
+        }
+        Transition::Lost(now) => Ok(now.map_or(Status::Aborted, |u| u.status)),
+    }
+}

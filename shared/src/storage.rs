@@ -1,0 +1,227 @@
+//! S3 calls: create, list parts, complete, abort-and-confirm, head.
+
+use crate::error::{Error, Result, from_sdk};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use std::time::Duration;
+
+/// A part S3 holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Part {
+    pub part_number: u32,
+    #[serde(rename = "ETag")]
+    pub etag: String,
+    pub size: u64,
+}
+
+/// How a CompleteMultipartUpload call ended.
+#[derive(Debug)]
+pub enum Completed {
+    /// The object exists now.
+    Done { etag: String, location: String },
+    /// S3 refused the part list for a reason the client can fix (`InvalidPart`, ...).
+    Refused { code: String, message: String },
+    /// The upload is gone (completed or aborted before).
+    NoSuchUpload,
+}
+
+/// How an abort ended; either way no part remains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aborted {
+    /// This call aborted it.
+    Aborted,
+    /// It was gone before we came (NoSuchUpload).
+    AlreadyGone,
+}
+
+/// S3 codes for a part list the client can fix by sending a better one.
+const CLIENT_FIXABLE: &[&str] = &[
+    "InvalidPart",
+    "InvalidPartOrder",
+    "EntityTooSmall",
+    "InvalidRequest",
+];
+
+/// The upload bucket.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    client: Client,
+    bucket: String,
+}
+
+impl Storage {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Storage {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Starts a multipart upload; returns S3's UploadId.
+    pub async fn create(&self, key: &str, content_type: &str) -> Result<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| from_sdk("CreateMultipartUpload", e))?;
+        out.upload_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::internal("CreateMultipartUpload returned no UploadId"))
+    }
+
+    /// Every part S3 holds, all pages; `None` when the upload does not exist.
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<Part>>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
+                Err(e) => return Err(from_sdk("ListParts", e)),
+            };
+            for p in out.parts() {
+                parts.push(Part {
+                    part_number: p.part_number().unwrap_or(0).max(0) as u32,
+                    etag: p.e_tag().unwrap_or_default().to_string(),
+                    size: p.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) if !next.is_empty() => marker = Some(next.to_string()),
+                _ => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    /// Completes the upload with exactly these parts, in order.
+    pub async fn complete(&self, key: &str, upload_id: &str, parts: &[Part]) -> Result<Completed> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.part_number as i32)
+                            .e_tag(&p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        match self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Completed::Done {
+                etag: out.e_tag().unwrap_or_default().to_string(),
+                location: out.location().unwrap_or_default().to_string(),
+            }),
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(Completed::NoSuchUpload),
+            Err(e) if e.code().is_some_and(|c| CLIENT_FIXABLE.contains(&c)) => {
+                Ok(Completed::Refused {
+                    code: e.code().unwrap_or_default().to_string(),
+                    message: e
+                        .message()
+                        .unwrap_or("S3 refused the part list")
+                        .to_string(),
+                })
+            }
+            Err(e) => Err(from_sdk("CompleteMultipartUpload", e)),
+        }
+    }
+
+    /// Aborts, then confirms with ListParts that nothing remains, aborting again
+    /// (at most `attempts` times) while parts still appear: a part upload in
+    /// flight during the abort can land after it.
+    pub async fn abort_and_confirm(
+        &self,
+        key: &str,
+        upload_id: &str,
+        attempts: u32,
+    ) -> Result<Aborted> {
+        let mut outcome = Aborted::Aborted;
+        for attempt in 0..attempts.max(1) {
+            match self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("NoSuchUpload") => {
+                    if attempt == 0 {
+                        outcome = Aborted::AlreadyGone;
+                    }
+                }
+                Err(e) => return Err(from_sdk("AbortMultipartUpload", e)),
+            }
+            match self.list_parts(key, upload_id).await? {
+                None => return Ok(outcome),
+                Some(parts) => {
+                    tracing::warn!(
+                        upload_id,
+                        attempt,
+                        parts = parts.len(),
+                        "upload still listed after abort; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+            }
+        }
+        Err(Error::internal(format!(
+            "upload {upload_id} still holds parts after {attempts} aborts"
+        )))
+    }
+
+    /// The object's ETag and size, if it exists.
+    pub async fn head(&self, key: &str) -> Result<Option<(String, u64)>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some((
+                out.e_tag().unwrap_or_default().to_string(),
+                out.content_length().unwrap_or(0).max(0) as u64,
+            ))),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(from_sdk("HeadObject", e)),
+        }
+    }
+}

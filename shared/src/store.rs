@@ -1,0 +1,337 @@
+//! DynamoDB tracking: one item per upload, changed only by conditional writes.
+
+use crate::error::{Error, Result, from_sdk};
+use crate::model::{Completion, Status, Upload, now_millis};
+use crate::plan::PartPlan;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The live-uploads index: sparse (only live items carry `live_shard`), keyed
+/// by shard and `initiated_at`.
+pub const LIVE_INDEX: &str = "live-uploads";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The tracking table.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    table: String,
+    shards: u32,
+    retention: Duration,
+}
+
+/// The result of a conditional transition.
+#[derive(Debug)]
+pub enum Transition {
+    /// This call took the arrow; the item as written.
+    Won(Upload),
+    /// Someone else moved the item first; the item as it now is (None if gone).
+    Lost(Option<Upload>),
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>, shards: u32, retention: Duration) -> Self {
+        Store {
+            client,
+            table: table.into(),
+            shards: shards.max(1),
+            retention,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// The shard of the live-uploads index an upload lives in: FNV-1a, stable across builds.
+    pub fn shard_of(&self, upload_id: &str) -> String {
+        let h = upload_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        (h % self.shards as u64).to_string()
+    }
+
+    /// Writes a new item; fails if one with this upload id exists already.
+    pub async fn insert(&self, upload: &Upload) -> Result<()> {
+        let mut item = Item::from(upload);
+        if !upload.status.is_terminal() {
+            item.insert("live_shard".into(), s(self.shard_of(&upload.upload_id)));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(upload_id)")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.code() == Some("ConditionalCheckFailedException") {
+                    Error::Conflict("upload is tracked already".into())
+                } else {
+                    from_sdk("PutItem", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Reads an item with a strongly consistent read.
+    pub async fn get(&self, upload_id: &str) -> Result<Option<Upload>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("upload_id", s(upload_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", e))?;
+        out.item.map(|i| Upload::try_from(&i)).transpose()
+    }
+
+    /// Moves an item from `from` to `to` if, and only if, it is still in `from`.
+    /// Terminal states leave the live index and get their TTL; `completion` is
+    /// recorded with COMPLETED.
+    pub async fn transition(
+        &self,
+        upload_id: &str,
+        from: Status,
+        to: Status,
+        completion: Option<&Completion>,
+    ) -> Result<Transition> {
+        if !from.can_become(to) {
+            return Err(Error::internal(format!("no transition {from:?} -> {to:?}")));
+        }
+        let now = now_millis();
+        let mut set = vec!["#status = :to", "updated_at = :now"];
+        let mut values: Item = [
+            (":from".to_string(), s(from.as_str())),
+            (":to".to_string(), s(to.as_str())),
+            (":now".to_string(), n(now)),
+        ]
+        .into();
+        let mut remove = "";
+        if to.is_terminal() {
+            set.push("expires_at = :exp");
+            values.insert(
+                ":exp".into(),
+                n(now / 1000 + self.retention.as_secs() as i64),
+            );
+            remove = " REMOVE live_shard";
+        }
+        if let Some(c) = completion {
+            set.extend([
+                "etag = :etag",
+                "completed_size = :csize",
+                "#location = :loc",
+            ]);
+            values.insert(":etag".into(), s(&c.etag));
+            values.insert(":csize".into(), n(c.size));
+            values.insert(":loc".into(), s(&c.location));
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("upload_id", s(upload_id))
+            .update_expression(format!("SET {}{remove}", set.join(", ")))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if completion.is_some() {
+            req = req.expression_attribute_names("#location", "location");
+        }
+        match req.send().await {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(Transition::Won(Upload::try_from(&item)?)),
+                None => Err(Error::internal("UpdateItem returned no attributes")),
+            },
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                let old = e
+                    .as_service_error()
+                    .and_then(|se| match se {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                            c.item.as_ref()
+                        }
+                        _ => None,
+                    })
+                    .map(Upload::try_from)
+                    .transpose()?;
+                match old {
+                    Some(u) => Ok(Transition::Lost(Some(u))),
+                    None => Ok(Transition::Lost(self.get(upload_id).await?)),
+                }
+            }
+            Err(e) => Err(from_sdk("UpdateItem", e)),
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+impl From<&Upload> for Item {
+    fn from(u: &Upload) -> Item {
+        let mut item: Item = [
+            ("upload_id", s(&u.upload_id)),
+            ("key", s(&u.key)),
+            ("owner", s(&u.owner)),
+            ("status", s(u.status.as_str())),
+            ("initiated_at", n(u.initiated_at)),
+            ("updated_at", n(u.updated_at)),
+            ("filename", s(&u.filename)),
+            ("content_type", s(&u.content_type)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(size) = u.size {
+            item.insert("size".into(), n(size));
+        }
+        if let Some(p) = u.plan {
+            item.insert("part_size".into(), n(p.part_size));
+            item.insert("part_count".into(), n(p.part_count));
+        }
+        if let Some(c) = &u.completion {
+            item.insert("etag".into(), s(&c.etag));
+            item.insert("completed_size".into(), n(c.size));
+            item.insert("location".into(), s(&c.location));
+        }
+        if let Some(e) = u.expires_at {
+            item.insert("expires_at".into(), n(e));
+        }
+        item
+    }
+}
+
+impl TryFrom<&Item> for Upload {
+    type Error = Error;
+
+    fn try_from(item: &Item) -> Result<Upload> {
+        let bad = |name: &str| {
+            Error::internal(format!("tracking item has a missing or malformed {name}"))
+        };
+        let get_s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let req_s = |name: &str| get_s(name).ok_or_else(|| bad(name));
+        let get_n = |name: &str| -> Result<Option<i64>> {
+            item.get(name)
+                .map(|v| {
+                    v.as_n()
+                        .ok()
+                        .and_then(|x| x.parse::<i64>().ok())
+                        .ok_or_else(|| bad(name))
+                })
+                .transpose()
+        };
+        let get_u =
+            |name: &str| -> Result<Option<u64>> { Ok(get_n(name)?.map(|v| v.max(0) as u64)) };
+        let status = req_s("status")?;
+        let plan = match (get_u("part_size")?, get_u("part_count")?) {
+            (Some(part_size), Some(count)) => Some(PartPlan {
+                part_size,
+                part_count: count as u32,
+            }),
+            _ => None,
+        };
+        let completion = match (get_s("etag"), get_u("completed_size")?, get_s("location")) {
+            (Some(etag), Some(size), Some(location)) => Some(Completion {
+                etag,
+                size,
+                location,
+            }),
+            _ => None,
+        };
+        Ok(Upload {
+            upload_id: req_s("upload_id")?,
+            key: req_s("key")?,
+            owner: req_s("owner")?,
+            status: Status::parse(&status).ok_or_else(|| bad("status"))?,
+            initiated_at: get_n("initiated_at")?.ok_or_else(|| bad("initiated_at"))?,
+            updated_at: get_n("updated_at")?.unwrap_or(0),
+            filename: get_s("filename").unwrap_or_default(),
+            content_type: get_s("content_type").unwrap_or_default(),
+            size: get_u("size")?,
+            plan,
+            completion,
+            expires_at: get_n("expires_at")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Upload {
+        Upload {
+            upload_id: "u1".into(),
+            key: "uploads/alice/id/a.bin".into(),
+            owner: "alice".into(),
+            status: Status::Completed,
+            initiated_at: 1_700_000_000_000,
+            updated_at: 1_700_000_000_500,
+            filename: "a.bin".into(),
+            content_type: "application/octet-stream".into(),
+            size: Some(42),
+            plan: Some(PartPlan {
+                part_size: 5 << 20,
+                part_count: 1,
+            }),
+            completion: Some(Completion {
+                etag: "\"e-1\"".into(),
+                size: 42,
+                location: "http://x/a.bin".into(),
+            }),
+            expires_at: Some(1_800_000_000),
+        }
+    }
+
+    #[test]
+    fn items_round_trip() {
+        let u = sample();
+        assert_eq!(Upload::try_from(&Item::from(&u)).unwrap(), u);
+    }
+
+    #[test]
+    fn malformed_items_are_errors_not_panics() {
+        let mut item = Item::from(&sample());
+        item.insert("status".into(), s("WHATEVER"));
+        assert!(Upload::try_from(&item).is_err());
+        let mut item = Item::from(&sample());
+        item.insert("initiated_at".into(), s("yesterday"));
+        assert!(Upload::try_from(&item).is_err());
+    }
+
+    #[test]
+    fn shards_spread_and_stay_in_range() {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .build();
+        let store = Store::new(Client::from_conf(conf), "t", 16, Duration::from_secs(1));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let sh: u32 = store.shard_of(&format!("upload-{i}")).parse().unwrap();
+            assert!(sh < 16);
+            seen.insert(sh);
+        }
+        assert_eq!(seen.len(), 16);
+    }
+}

@@ -1,0 +1,158 @@
+//! Checks on what clients send, each failing as a clear 4xx.
+
+use crate::config::{Config, limits};
+use crate::error::{Error, Result};
+
+/// The content type to store: given (validated, allow-listed) or `application/octet-stream`.
+pub fn content_type(config: &Config, given: Option<&str>) -> Result<String> {
+    let ct = given
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("application/octet-stream");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let valid = ct.len() <= 255
+        && !ct.chars().any(char::is_control)
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, s)| token(t) && token(s));
+    if !valid {
+        return Err(Error::bad_request(format!(
+            "{ct:?} is not a valid content type"
+        )));
+    }
+    if !config.content_type_allowed(ct) {
+        return Err(Error::Unprocessable(format!(
+            "content type {essence:?} is not allowed here"
+        )));
+    }
+    Ok(ct.to_string())
+}
+
+/// A declared size, within the configured maximum.
+pub fn size(config: &Config, size: Option<u64>) -> Result<Option<u64>> {
+    match size {
+        Some(s) if s > config.max_upload_size => Err(Error::TooLarge(format!(
+            "{s} bytes is more than the {} bytes this service accepts",
+            config.max_upload_size
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// A part number, 1 to 10,000, and within the plan's part count when known.
+pub fn part_number(raw: &str, part_count: Option<u32>) -> Result<u32> {
+    let n: u32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| Error::bad_request(format!("part number {raw:?} is not a whole number")))?;
+    let max = part_count
+        .unwrap_or(limits::MAX_PARTS)
+        .min(limits::MAX_PARTS);
+    if n == 0 || n > max {
+        return Err(Error::bad_request(format!(
+            "part number {n} is outside 1..={max}"
+        )));
+    }
+    Ok(n)
+}
+
+/// A list like `1,2,5-9` of part numbers: sorted, without repeats, at most `cap`.
+pub fn part_numbers(raw: &str, part_count: Option<u32>, cap: usize) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (lo, hi) = match item.split_once('-') {
+            Some((a, b)) => (part_number(a, part_count)?, part_number(b, part_count)?),
+            None => {
+                let n = part_number(item, part_count)?;
+                (n, n)
+            }
+        };
+        if lo > hi {
+            return Err(Error::bad_request(format!("range {item:?} runs backwards")));
+        }
+        if out.len() + (hi - lo + 1) as usize > cap {
+            return Err(Error::bad_request(format!(
+                "at most {cap} parts can be signed in one call"
+            )));
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err(Error::bad_request("partNumbers is empty"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(types: &str) -> Config {
+        Config::from_lookup(|k| match k {
+            "PARTWISE_BUCKET" | "PARTWISE_TABLE" => Some("x".into()),
+            "PARTWISE_ALLOWED_CONTENT_TYPES" => Some(types.into()),
+            "PARTWISE_MAX_UPLOAD_SIZE" => Some("1GiB".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn content_types_are_checked_and_defaulted() {
+        let c = config("video/*");
+        assert_eq!(content_type(&c, Some("video/mp4")).unwrap(), "video/mp4");
+        assert_eq!(
+            content_type(&c, Some("image/png")).unwrap_err().status(),
+            422
+        );
+        assert_eq!(
+            content_type(&c, Some("video/mp4\r\nX-Evil: 1"))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            content_type(&c, Some("nonsense")).unwrap_err().status(),
+            400
+        );
+        let all = config("*/*");
+        assert_eq!(
+            content_type(&all, Some("")).unwrap(),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(&all, None).unwrap(),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn sizes_over_the_maximum_are_413() {
+        let c = config("*/*");
+        assert_eq!(size(&c, Some(1 << 30)).unwrap(), Some(1 << 30));
+        assert_eq!(size(&c, Some((1 << 30) + 1)).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn part_numbers_parse_lists_and_ranges() {
+        assert_eq!(
+            part_numbers("3,1,5-7,1", None, 100).unwrap(),
+            vec![1, 3, 5, 6, 7]
+        );
+        assert!(part_numbers("0", None, 10).is_err());
+        assert!(part_numbers("10001", None, 10).is_err());
+        assert!(part_numbers("4", Some(3), 10).is_err());
+        assert!(part_numbers("9-2", None, 10).is_err());
+        assert!(part_numbers("1-11", None, 10).is_err());
+        assert!(part_numbers("a", None, 10).is_err());
+        assert!(part_numbers("", None, 10).is_err());
+        assert_eq!(part_number("10000", None).unwrap(), 10000);
+    }
+}
