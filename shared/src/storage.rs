@@ -36,6 +36,23 @@ pub enum Aborted {
     AlreadyGone,
 }
 
+/// An in-progress multipart upload as ListMultipartUploads reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub initiated_at: i64,
+}
+
+/// One page of ListMultipartUploads, and where the next one starts.
+#[derive(Debug, Default)]
+pub struct UploadsPage {
+    pub uploads: Vec<ListedUpload>,
+    /// `(key marker, upload-id marker)`, both needed: one key can have many uploads.
+    pub next: Option<(String, String)>,
+}
+
 /// S3 codes for a part list the client can fix by sending a better one.
 const CLIENT_FIXABLE: &[&str] = &[
     "InvalidPart",
@@ -203,6 +220,43 @@ impl Storage {
         Err(Error::internal(format!(
             "upload {upload_id} still holds parts after {attempts} aborts"
         )))
+    }
+
+    /// One page of the multipart uploads in progress under `prefix`, after `from`.
+    pub async fn list_uploads_page(
+        &self,
+        prefix: &str,
+        from: Option<&(String, String)>,
+    ) -> Result<UploadsPage> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_key_marker(from.map(|m| m.0.clone()))
+            .set_upload_id_marker(from.map(|m| m.1.clone()).filter(|m| !m.is_empty()))
+            .send()
+            .await
+            .map_err(|e| from_sdk("ListMultipartUploads", e))?;
+        let uploads = out
+            .uploads()
+            .iter()
+            .filter_map(|u| {
+                Some(ListedUpload {
+                    key: u.key()?.to_string(),
+                    upload_id: u.upload_id()?.to_string(),
+                    initiated_at: u.initiated().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                })
+            })
+            .collect();
+        let next = match (out.is_truncated(), out.next_key_marker()) {
+            (Some(true), Some(key)) => Some((
+                key.to_string(),
+                out.next_upload_id_marker().unwrap_or_default().to_string(),
+            )),
+            _ => None,
+        };
+        Ok(UploadsPage { uploads, next })
     }
 
     /// The object's ETag and size, if it exists.
