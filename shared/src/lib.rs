@@ -19,6 +19,7 @@ pub mod presign;
 pub mod runtime;
 pub mod storage;
 pub mod store;
+pub mod sweep;
 pub mod validate;
 
 pub use config::Config;

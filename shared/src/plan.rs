@@ -66,7 +66,7 @@ mod tests {
         for size in [
             5 * TIB,
             5 * TIB - 1,
-            1 * TIB + 7,
+            TIB + 7,
             160 * GIB,
             10_000 * 16 * MIB + 1,
         ] {

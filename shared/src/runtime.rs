@@ -1,9 +1,11 @@
 //! Wiring to the Lambda runtime: build the clients once, then serve events.
 
+use crate::model::now_millis;
 use crate::{Context, api};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::convert::Infallible;
+use std::time::{Duration, Instant};
 
 /// JSON logs to stdout, as Lambda's JSON log format expects; level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL`.
 pub fn init_logging() {
@@ -31,8 +33,33 @@ pub async fn serve_api(function: api::Function) -> Result<(), lambda_runtime::Er
     .await
 }
 
-/// Serves the sweep.
+/// Serves the sweep: scheduled or manual events, stopping short of the Lambda deadline.
 pub async fn serve_sweep() -> Result<(), lambda_runtime::Error> {
     init_logging();
-    Err("sweep is not built yet".into())
+    let ctx = &Context::from_env().await?;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let remaining = Duration::from_millis(
+                event
+                    .context
+                    .deadline
+                    .saturating_sub(now_millis().max(0) as u64),
+            );
+            let deadline = Instant::now() + remaining;
+            // Boxed: the sweep's future is deep enough to overflow the compiler's
+            // layout recursion limit when inlined into the runtime's service.
+            Box::pin(crate::sweep::handle(ctx, event.payload, Some(deadline))).await
+        },
+    ))
+    .await
+}
+
+/// How a failed sweep invocation reports to Lambda: our code as the error type.
+impl From<crate::Error> for lambda_runtime::Diagnostic {
+    fn from(e: crate::Error) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.code().into(),
+            error_message: e.to_string(),
+        }
+    }
 }

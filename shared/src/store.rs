@@ -180,6 +180,104 @@ impl Store {
     }
 }
 
+/// One page of the live-uploads index, and where the next starts.
+pub struct LivePage {
+    pub uploads: Vec<Upload>,
+    pub next: Option<Item>,
+}
+
+impl Store {
+    /// Live uploads of one shard initiated before `cutoff_ms`, oldest first,
+    /// optionally only keys under `prefix`.
+    pub async fn live_page(
+        &self,
+        shard: u32,
+        cutoff_ms: i64,
+        prefix: Option<&str>,
+        start: Option<Item>,
+        page_size: i32,
+    ) -> Result<LivePage> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LIVE_INDEX)
+            .key_condition_expression("live_shard = :shard AND initiated_at < :cutoff")
+            .expression_attribute_values(":shard", s(shard.to_string()))
+            .expression_attribute_values(":cutoff", n(cutoff_ms))
+            .set_exclusive_start_key(start)
+            .limit(page_size);
+        if let Some(p) = prefix {
+            q = q
+                .filter_expression("begins_with(#key, :prefix)")
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":prefix", s(p));
+        }
+        let out = q.send().await.map_err(|e| from_sdk("Query", e))?;
+        let uploads = out
+            .items()
+            .iter()
+            .map(Upload::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LivePage {
+            uploads,
+            next: out.last_evaluated_key.filter(|k| !k.is_empty()),
+        })
+    }
+
+    /// Items for up to 100 upload ids, retrying what DynamoDB leaves unprocessed.
+    pub async fn batch_get(&self, upload_ids: &[String]) -> Result<HashMap<String, Upload>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = HashMap::new();
+        if upload_ids.is_empty() {
+            return Ok(found);
+        }
+        let keys = upload_ids
+            .iter()
+            .map(|id| [("upload_id".to_string(), s(id))].into())
+            .collect::<Vec<Item>>();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(Error::internal)?,
+        );
+        let mut round = 0u32;
+        while let Some(request) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| from_sdk("BatchGetItem", e))?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let u = Upload::try_from(&item)?;
+                found.insert(u.upload_id.clone(), u);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
+            if pending.is_some() {
+                round += 1;
+                if round > 8 {
+                    return Err(Error::Throttled(
+                        "BatchGetItem kept leaving keys unprocessed".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25 << round.min(6))).await;
+            }
+        }
+        Ok(found)
+    }
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }

@@ -70,7 +70,7 @@ async fn full_lifecycle_with_real_bytes() {
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["size"], size);
-    assert!(done["location"].as_str().unwrap().len() > 0);
+    assert!(!done["location"].as_str().unwrap().is_empty());
 
     assert_eq!(
         s3_object(&ctx, &up.key).await.unwrap(),

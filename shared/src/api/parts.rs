@@ -40,13 +40,13 @@ pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         "plan": u.plan,
         "completion": u.completion,
     });
-    if u.status == Status::Active {
-        if let Some(parts) = ctx.storage.list_parts(&u.key, &u.upload_id).await? {
-            body["uploaded"] = json!({
-                "parts": parts.len(),
-                "bytes": parts.iter().map(|p| p.size).sum::<u64>(),
-            });
-        }
+    if u.status == Status::Active
+        && let Some(parts) = ctx.storage.list_parts(&u.key, &u.upload_id).await?
+    {
+        body["uploaded"] = json!({
+            "parts": parts.len(),
+            "bytes": parts.iter().map(|p| p.size).sum::<u64>(),
+        });
     }
     Ok(response::json(200, &body))
 }

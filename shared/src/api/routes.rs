@@ -132,14 +132,14 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
+/// Path parameters by name, decoded.
+pub type PathParams = Vec<(&'static str, String)>;
+
 /// The route API Gateway would select for `method` and `path`: literal segments
 /// win over `{param}` segments, as in API Gateway. Returns the path parameters too.
-pub fn match_route(
-    method: &str,
-    path: &str,
-) -> Option<(&'static Route, Vec<(&'static str, String)>)> {
+pub fn match_route(method: &str, path: &str) -> Option<(&'static Route, PathParams)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let mut best: Option<(usize, &'static Route, Vec<(&'static str, String)>)> = None;
+    let mut best: Option<(usize, &'static Route, PathParams)> = None;
     for r in ROUTES
         .iter()
         .filter(|r| r.method.eq_ignore_ascii_case(method))
@@ -176,15 +176,15 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = s
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

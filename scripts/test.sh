@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Everything CI checks, against a real local stack (Garage + DynamoDB Local):
+#   1. install what is missing (cached under $PARTWISE_CACHE);
+#   2. compile every target;
+#   3. start one local stack for the whole run (`partwise-local stack`);
+#   4. run every test of the workspace with the stack's variables exported;
+#   5. the checks below.
+# The stack is stopped however the script ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+# Compile everything first (this also builds the partwise-local binary, with
+# the workspace's unified features, so nothing is compiled twice), and before
+# the stack runs, so a compile error fails fast with nothing to clean up.
+cargo test --workspace --all-targets --no-run
+bin="${CARGO_TARGET_DIR:-target}/debug/partwise-local"
+
+work=$(mktemp -d)
+stack_pid=""
+cleanup() {
+  local status=$?
+  if [ -n "$stack_pid" ] && kill -0 "$stack_pid" 2>/dev/null; then
+    kill -TERM "$stack_pid" 2>/dev/null || true
+    wait "$stack_pid" 2>/dev/null || true
+  fi
+  if [ "$status" -ne 0 ] && [ -s "$work/stack.log" ]; then
+    echo "--- local stack log (last 40 lines) ---" >&2
+    tail -n 40 "$work/stack.log" >&2
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$bin" stack --env-file "$work/stack.env" >"$work/stack.out" 2>"$work/stack.log" &
+stack_pid=$!
+# The env file appears (whole) once the stack is ready; bounded wait.
+for _ in $(seq 1 1200); do
+  [ -f "$work/stack.env" ] && break
+  if ! kill -0 "$stack_pid" 2>/dev/null; then
+    echo "test.sh: the local stack failed to start" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [ ! -f "$work/stack.env" ]; then
+  echo "test.sh: the local stack was not ready after 120 s" >&2
+  exit 1
+fi
+# shellcheck disable=SC1091
+source "$work/stack.env"
+
+cargo test --workspace --all-targets
+
+# checks: formatting, lints and template checks are added here.

@@ -1,0 +1,389 @@
+//! The sweep: aborts every live upload initiated before a cutoff, in bulk,
+//! with bounded concurrency, streaming pagination, deadline awareness, and
+//! the same conditional claims as the API, so it can race anything safely.
+//!
+//! 1. Tracked uploads: every shard of the live-uploads index, oldest first.
+//!    ACTIVE is claimed (→ ABORTING), aborted, confirmed empty, marked ABORTED;
+//!    ABORTING (a crashed run's leftover) is finished; COMPLETING past its
+//!    lease is settled from S3's truth.
+//! 2. Orphans: ListMultipartUploads under the prefix finds stale uploads no
+//!    live item tracks (a crash between S3 and DynamoDB, or made outside the
+//!    service) and aborts them.
+
+mod event;
+mod report;
+
+pub use event::{SweepRequest, parse};
+pub use report::{Outcome, Summary};
+
+use crate::Context;
+use crate::error::{Error, Result};
+use crate::lifecycle::{self, AbortOutcome};
+use crate::model::{Status, Upload, now_millis};
+use crate::storage::{Aborted, ListedUpload};
+use crate::store::Transition;
+use futures::{Stream, StreamExt, future, stream};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A completion older than this is not in progress any more: no Lambda runs
+/// longer than 15 minutes.
+pub const COMPLETING_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// Index page size: big enough to keep the workers fed, small enough to stop promptly.
+const PAGE_SIZE: i32 = 500;
+
+/// Runs a sweep for a Lambda event: parse, sweep, log the summary and the EMF line.
+pub async fn handle(
+    ctx: &Context,
+    event: serde_json::Value,
+    deadline: Option<Instant>,
+) -> Result<Summary> {
+    let req = parse(&event, &ctx.config, now_millis())?;
+    let summary = run(ctx, &req, deadline).await;
+    println!("{}", summary.emf(now_millis()));
+    tracing::info!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "sweep finished");
+    Ok(summary)
+}
+
+/// Sweeps as `req` says. Never fails as a whole: one upload's failure is
+/// counted and logged, and the run goes on.
+pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -> Summary {
+    let started = Instant::now();
+    let budget = Budget {
+        stop_at: deadline.map(|d| {
+            d.checked_sub(ctx.config.sweep_safety_margin)
+                .unwrap_or(started)
+        }),
+        limit: req.limit,
+        started: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+    };
+    let failed = AtomicU64::new(0);
+    let summary = Summary {
+        cutoff: req.cutoff_ms,
+        dry_run: req.dry_run,
+        ..Summary::default()
+    };
+    let mut summary = tracked(ctx, req, &budget, &failed, summary).await;
+    if !budget.stopped() {
+        summary = orphans(ctx, req, &budget, &failed, summary).await;
+    }
+    summary.failed += failed.load(Ordering::Relaxed);
+    summary.more_work = budget.stopped();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary
+}
+
+/// When to stop starting new work.
+struct Budget {
+    stop_at: Option<Instant>,
+    limit: Option<u64>,
+    started: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Budget {
+    /// Takes one unit of work, unless the deadline's margin or the limit is reached.
+    fn try_start(&self) -> bool {
+        let out_of_time = self.stop_at.is_some_and(|t| Instant::now() >= t);
+        let out_of_count = self
+            .limit
+            .is_some_and(|l| self.started.load(Ordering::Relaxed) >= l);
+        if out_of_time || out_of_count || self.stopped() {
+            self.stopped.store(true, Ordering::Relaxed);
+            return false;
+        }
+        self.started.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// Retries throttled calls with exponential backoff and jitter; other errors pass through.
+pub async fn with_backoff<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Err(Error::Throttled(m)) if attempt < 6 => {
+                let base = 50u64 << attempt;
+                let jitter = now_millis().unsigned_abs() % base.max(1);
+                tracing::warn!(attempt, message = %m, "throttled; backing off");
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Live items of every shard initiated before the cutoff, page by page.
+fn live_uploads<'a>(
+    ctx: &'a Context,
+    req: &'a SweepRequest,
+    failed: &'a AtomicU64,
+) -> impl Stream<Item = Upload> + 'a {
+    // Filtered even at the service prefix: a table shared with other prefixes
+    // (tests, staging) must never see its uploads swept by this one.
+    let prefix = Some(req.prefix.as_str()).filter(|p| !p.is_empty());
+    stream::iter(0..ctx.store.shards()).flat_map(move |shard| {
+        stream::unfold(Some(None), move |state| async move {
+            let start = state?;
+            let page = with_backoff(|| ctx.store.live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)).await;
+            match page {
+                Ok(page) => Some((stream::iter(page.uploads), page.next.map(Some))),
+                Err(e) => {
+                    tracing::error!(shard, error = %e, "live-uploads query failed; shard left for the next run");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+        .flatten()
+    })
+}
+
+async fn tracked(
+    ctx: &Context,
+    req: &SweepRequest,
+    budget: &Budget,
+    failed: &AtomicU64,
+    summary: Summary,
+) -> Summary {
+    let examined = AtomicU64::new(0);
+    let left = AtomicU64::new(0);
+    let now = now_millis();
+    let mut summary = live_uploads(ctx, req, failed)
+        .take_while(|_| {
+            let go = budget.try_start();
+            if !go {
+                left.fetch_add(1, Ordering::Relaxed);
+            }
+            future::ready(go)
+        })
+        .map(|u| {
+            examined.fetch_add(1, Ordering::Relaxed);
+            settle_tracked(ctx, u, req.dry_run, now)
+        })
+        .buffer_unordered(ctx.config.sweep_concurrency)
+        .fold(summary, |s, o| future::ready(s.record(o)))
+        .await;
+    summary.examined += examined.into_inner();
+    summary.left_for_next_run += left.into_inner();
+    summary
+}
+
+/// Brings one stale tracked upload to a terminal state that matches S3.
+async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Outcome {
+    let stale_completion =
+        u.status == Status::Completing && now - u.updated_at > COMPLETING_LEASE.as_millis() as i64;
+    if dry_run {
+        let kind = match u.status {
+            Status::Active => "tracked",
+            Status::Aborting => "interrupted-abort",
+            Status::Completing if stale_completion => "stuck-completion",
+            _ => return Outcome::Skipped,
+        };
+        return Outcome::WouldAbort {
+            upload_id: u.upload_id,
+            key: u.key,
+            kind,
+        };
+    }
+    let result = match u.status {
+        Status::Active => match with_backoff(|| {
+            ctx.store
+                .transition(&u.upload_id, Status::Active, Status::Aborting, None)
+        })
+        .await
+        {
+            Ok(Transition::Won(_)) => finish(ctx, &u).await,
+            Ok(Transition::Lost(_)) => Ok(Outcome::Skipped),
+            Err(e) => Err(e),
+        },
+        Status::Aborting => finish(ctx, &u).await,
+        Status::Completing if stale_completion => {
+            with_backoff(|| lifecycle::resolve_vanished(ctx, &u, Status::Completing))
+                .await
+                .map(|_| Outcome::CompletionResolved)
+        }
+        _ => Ok(Outcome::Skipped),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(upload_id = %u.upload_id, key = %u.key, error = %e, "sweep could not settle upload");
+        Outcome::Failed
+    })
+}
+
+async fn finish(ctx: &Context, u: &Upload) -> Result<Outcome> {
+    Ok(
+        match with_backoff(|| lifecycle::finish_abort(ctx, u)).await? {
+            AbortOutcome::Aborted => Outcome::Aborted,
+            AbortOutcome::AlreadyGone | AbortOutcome::WasAborted => Outcome::AlreadyGone,
+        },
+    )
+}
+
+async fn orphans(
+    ctx: &Context,
+    req: &SweepRequest,
+    budget: &Budget,
+    failed: &AtomicU64,
+    mut summary: Summary,
+) -> Summary {
+    let mut from = None;
+    loop {
+        let page = match with_backoff(|| ctx.storage.list_uploads_page(&req.prefix, from.as_ref()))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "ListMultipartUploads failed; orphans left for the next run");
+                failed.fetch_add(1, Ordering::Relaxed);
+                return summary;
+            }
+        };
+        let stale: Vec<ListedUpload> = page
+            .uploads
+            .into_iter()
+            .filter(|u| u.initiated_at < req.cutoff_ms)
+            .collect();
+        for chunk in stale.chunks(100) {
+            let ids: Vec<String> = chunk.iter().map(|u| u.upload_id.clone()).collect();
+            let items = match with_backoff(|| ctx.store.batch_get(&ids)).await {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::error!(error = %e, "BatchGetItem failed; these orphans are left for the next run");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            // Live items belong to the tracked pass; terminal ones should have no upload left.
+            let found: Vec<&ListedUpload> = chunk
+                .iter()
+                .filter(|u| {
+                    items
+                        .get(&u.upload_id)
+                        .is_none_or(|i| i.status.is_terminal())
+                })
+                .collect();
+            summary.orphans_found += found.len() as u64;
+            summary.examined += found.len() as u64;
+            let left = AtomicU64::new(0);
+            summary = stream::iter(found)
+                .take_while(|_| {
+                    let go = budget.try_start();
+                    if !go {
+                        left.fetch_add(1, Ordering::Relaxed);
+                    }
+                    future::ready(go)
+                })
+                .map(|u| abort_orphan(ctx, u, req.dry_run))
+                .buffer_unordered(ctx.config.sweep_concurrency)
+                .fold(summary, |s, o| future::ready(s.record(o)))
+                .await;
+            summary.left_for_next_run += left.into_inner();
+            if budget.stopped() {
+                return summary;
+            }
+        }
+        match page.next {
+            Some(next) => from = Some(next),
+            None => return summary,
+        }
+    }
+}
+
+async fn abort_orphan(ctx: &Context, u: &ListedUpload, dry_run: bool) -> Outcome {
+    if dry_run {
+        return Outcome::WouldAbort {
+            upload_id: u.upload_id.clone(),
+            key: u.key.clone(),
+            kind: "orphan",
+        };
+    }
+    match with_backoff(|| {
+        ctx.storage
+            .abort_and_confirm(&u.key, &u.upload_id, ctx.config.abort_attempts)
+    })
+    .await
+    {
+        Ok(Aborted::Aborted) => {
+            tracing::info!(upload_id = %u.upload_id, key = %u.key, "orphan aborted");
+            Outcome::OrphanAborted
+        }
+        Ok(Aborted::AlreadyGone) => Outcome::AlreadyGone,
+        Err(e) => {
+            tracing::error!(upload_id = %u.upload_id, key = %u.key, error = %e, "orphan abort failed");
+            Outcome::Failed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_retried_with_backoff_and_other_errors_are_not() {
+        let calls = AtomicU64::new(0);
+        let r = with_backoff(|| async {
+            match calls.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(Error::Throttled("slow down".into())),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+
+        let calls = AtomicU64::new(0);
+        let r: Result<()> = with_backoff(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Error::Internal("broken".into()))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+
+        let calls = AtomicU64::new(0);
+        let r: Result<()> = with_backoff(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Error::Throttled("forever".into()))
+        })
+        .await;
+        assert_eq!(
+            r.unwrap_err().status(),
+            429,
+            "gives up after a bounded number of tries"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn the_budget_stops_at_the_limit_and_the_deadline() {
+        let b = Budget {
+            stop_at: None,
+            limit: Some(2),
+            started: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        };
+        assert!(b.try_start() && b.try_start());
+        assert!(!b.try_start() && b.stopped());
+        let b = Budget {
+            stop_at: Some(Instant::now()),
+            limit: None,
+            started: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        };
+        assert!(!b.try_start());
+    }
+}
