@@ -72,8 +72,8 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
 /// A presigned POST form for a single-request upload of a small file.
 pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let owner = req.owner(ctx.config.anonymous)?;
-    let filename = keys::sanitize_filename(req.query("filename").unwrap_or(""))?;
-    let content_type = validate::content_type(&ctx.config, req.query("type"))?;
+    let filename = keys::sanitize_filename(&req.query("filename").unwrap_or_default())?;
+    let content_type = validate::content_type(&ctx.config, req.query("type").as_deref())?;
     let max = ctx.config.max_post_size;
     if let Some(raw) = req.query("size") {
         let size: u64 = raw.parse().map_err(|_| {

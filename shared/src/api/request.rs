@@ -31,12 +31,12 @@ impl<'a> Request<'a> {
             .ok_or_else(|| Error::bad_request(format!("missing path parameter {name}")))
     }
 
-    /// A query parameter, if present and not empty.
-    pub fn query(&self, name: &str) -> Option<&'a str> {
-        self.event
-            .query_string_parameters
-            .first(name)
-            .filter(|v| !v.is_empty())
+    /// A query parameter, if present and not empty. API Gateway joins repeated
+    /// parameters with commas and the event type splits them again, so the
+    /// values are joined back: a filename or key may contain commas.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let values = self.event.query_string_parameters.all(name)?;
+        Some(values.join(",")).filter(|v| !v.is_empty())
     }
 
     /// The raw body bytes, decoded from base64 when API Gateway encoded them.

@@ -38,7 +38,7 @@ pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
         .query("partNumbers")
         .ok_or_else(|| Error::bad_request("partNumbers is required, e.g. partNumbers=1,2,5-9"))?;
     let numbers = validate::part_numbers(
-        raw,
+        &raw,
         upload.plan.map(|p| p.part_count),
         ctx.config.max_batch_sign,
     )?;
