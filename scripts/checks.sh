@@ -3,6 +3,7 @@
 #   1. sam validate --lint        (SAM's translator and cfn-lint, as SAM ships them)
 #   2. cfn-lint + cfn-lint-serverless rules (-a cfn_lint_serverless.rules)
 #   3. checkov, CloudFormation framework
+#   4. openapi-spec-validator on openapi.yaml (the API's description)
 # Clean, or each skip justified beside its resource in template.yaml
 # (Metadata: checkov.skip with a comment; Metadata: cfn-lint.config.ignore_checks
 # with a comment). Exits non-zero on any finding, warnings included.
@@ -19,10 +20,11 @@ bash scripts/install-deps.sh tools
 
 CACHE="${PARTWISE_CACHE:-$HOME/.cache/partwise}"
 # The pinned versions, read from install-deps.sh so the venv names always match.
-eval "$(grep -E '^(SAM|CARGO_LAMBDA|CFN_LINT|CFN_LINT_SERVERLESS|CHECKOV)_VERSION=' scripts/install-deps.sh)"
+eval "$(grep -E '^(SAM|CARGO_LAMBDA|CFN_LINT|CFN_LINT_SERVERLESS|CHECKOV|OPENAPI_SPEC_VALIDATOR)_VERSION=' scripts/install-deps.sh)"
 SAM_BIN="$CACHE/venv-sam-$SAM_VERSION-cl-$CARGO_LAMBDA_VERSION/bin"
 CFNLINT_BIN="$CACHE/venv-cfnlint-$CFN_LINT_VERSION-$CFN_LINT_SERVERLESS_VERSION/bin"
 CHECKOV_BIN="$CACHE/venv-checkov-$CHECKOV_VERSION/bin"
+OPENAPI_BIN="$CACHE/venv-openapi-$OPENAPI_SPEC_VALIDATOR_VERSION/bin"
 
 TEMPLATE="${1:-template.yaml}"
 
@@ -76,8 +78,13 @@ else
   failed+=("checkov")
 fi
 
+# 4. openapi.yaml is a valid OpenAPI document (structure, $refs, path
+#    parameters, unique operation ids). shared/tests/openapi.rs checks that it
+#    agrees with the code.
+run "openapi-spec-validator (openapi.yaml)" "$OPENAPI_BIN/openapi-spec-validator" openapi.yaml
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "checks: failed: ${failed[*]}" >&2
   exit 1
 fi
-echo "checks: template.yaml passed sam validate --lint, cfn-lint (+serverless rules) and checkov"
+echo "checks: template.yaml passed sam validate --lint, cfn-lint (+serverless rules) and checkov; openapi.yaml passed openapi-spec-validator"

@@ -14,6 +14,7 @@ SAM_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 CFN_LINT_SERVERLESS_VERSION=0.3.6
 CHECKOV_VERSION=3.3.30
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 
 mkdir -p "$CACHE"
 log() { echo "install-deps: $*" >&2; }
@@ -58,6 +59,7 @@ install_tools() {
   venv "sam-$SAM_VERSION-cl-$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
   venv "cfnlint-$CFN_LINT_VERSION-$CFN_LINT_SERVERLESS_VERSION" "cfn-lint==$CFN_LINT_VERSION" "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION"
   venv "checkov-$CHECKOV_VERSION" "checkov==$CHECKOV_VERSION"
+  venv "openapi-$OPENAPI_SPEC_VALIDATOR_VERSION" "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 }
 
 what=("$@")

@@ -100,11 +100,24 @@ pub(super) async fn bootstrap(
             "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", KEY_NAME,
         ],
     ];
-    for step in steps {
-        let args = step.iter().map(|a| a.to_string()).collect();
-        run(bin, config, args)
+    for (i, step) in steps.into_iter().enumerate() {
+        let args: Vec<String> = step.iter().map(|a| a.to_string()).collect();
+        let result = if i == 0 {
+            // `node id` reads the key from disk and answers before the RPC
+            // port listens (seen on a loaded machine): the first step that
+            // needs RPC waits for it.
+            poll(
+                "garage RPC",
+                READY_TIMEOUT,
+                || daemon.ensure_running(),
+                || run(bin, config, args.clone()),
+            )
             .await
-            .map_err(|e| setup(format!("{e}\ngarage log:\n{}", daemon.log_tail())))?;
+            .map(drop)
+        } else {
+            run(bin, config, args).await.map(drop)
+        };
+        result.map_err(|e| setup(format!("{e}\ngarage log:\n{}", daemon.log_tail())))?;
     }
 
     poll(

@@ -67,6 +67,12 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
         ..Summary::default()
     };
     let mut summary = tracked(ctx, req, &budget, &failed, summary).await;
+    summary.tracked_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        elapsed_ms = summary.tracked_ms,
+        examined = summary.examined,
+        "tracked pass finished"
+    );
     if !budget.stopped() {
         summary = orphans(ctx, req, &budget, &failed, summary).await;
     }
@@ -139,7 +145,10 @@ fn live_uploads<'a>(
             let start = state?;
             let page = with_backoff(|| ctx.store.live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)).await;
             match page {
-                Ok(page) => Some((stream::iter(page.uploads), page.next.map(Some))),
+                Ok(page) => {
+                    tracing::debug!(shard, items = page.uploads.len(), more = page.next.is_some(), "live-uploads page");
+                    Some((stream::iter(page.uploads), page.next.map(Some)))
+                }
                 Err(e) => {
                     tracing::error!(shard, error = %e, "live-uploads query failed; shard left for the next run");
                     failed.fetch_add(1, Ordering::Relaxed);

@@ -52,6 +52,8 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_abort_list: Vec<serde_json::Value>,
     pub duration_ms: u64,
+    /// How much of `duration_ms` the tracked pass took; the rest is orphans.
+    pub tracked_ms: u64,
 }
 
 impl Summary {
