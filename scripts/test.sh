@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Everything CI checks, against a real local stack (Garage + DynamoDB Local):
 #   1. install what is missing (cached under $PARTWISE_CACHE);
-#   2. compile every target;
-#   3. start one local stack for the whole run (`partwise-local stack`);
-#   4. run every test of the workspace with the stack's variables exported;
-#   5. the checks below.
+#   2. formatting and lints (cargo fmt --check, clippy -D warnings);
+#   3. compile every target;
+#   4. start one local stack for the whole run (`partwise-local stack`);
+#   5. run every test of the workspace with the stack's variables exported;
+#   6. Uppy in a real browser against the local API (scripts/e2e.sh);
+#   7. template.yaml and openapi.yaml checks (scripts/checks.sh).
 # The stack is stopped however the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Compile everything first (this also builds the partwise-local binary, with
 # the workspace's unified features, so nothing is compiled twice), and before
@@ -56,4 +61,6 @@ source "$work/stack.env"
 
 cargo test --workspace --all-targets
 
-# checks: formatting, lints and template checks are added here.
+PARTWISE_LOCAL_BIN="$bin" bash scripts/e2e.sh
+bash scripts/checks.sh
+echo "test.sh: all tests and checks passed"

@@ -11,6 +11,8 @@ use crate::store::Transition;
 /// Completes `upload` with `parts` (already checked against S3).
 /// A repeated call on a completed upload returns the first result.
 pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<Completion> {
+    // Before the claim: nothing may fail between S3 completing and the record.
+    let location = ctx.presigner.object_url(&upload.key).await?;
     match ctx
         .store
         .transition(&upload.upload_id, Status::Active, Status::Completing, None)
@@ -24,15 +26,11 @@ pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<
         .complete(&upload.key, &upload.upload_id, parts)
         .await;
     match result {
-        Ok(Completed::Done { etag, location }) => {
+        Ok(Completed::Done { etag, .. }) => {
             let completion = Completion {
                 etag,
                 size: parts.iter().map(|p| p.size).sum(),
-                location: if location.is_empty() {
-                    upload.key.clone()
-                } else {
-                    location
-                },
+                location,
             };
             record_completed(ctx, upload, completion).await
         }
@@ -180,7 +178,7 @@ pub async fn resolve_vanished(ctx: &Context, upload: &Upload, from: Status) -> R
         let completion = Completion {
             etag,
             size,
-            location: upload.key.clone(),
+            location: ctx.presigner.object_url(&upload.key).await?,
         };
         let mut state = from;
         if state == Status::Active {

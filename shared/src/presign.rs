@@ -81,6 +81,23 @@ impl Presigner {
         })
     }
 
+    /// The object's URL (path segments escaped as S3 does), the same base the
+    /// POST forms use: one `location` shape for every upload, on AWS and on
+    /// a local stack alike (S3's own `Location` names a virtual host there).
+    pub async fn object_url(&self, key: &str) -> Result<String> {
+        let base = self.bucket_url().await?;
+        let mut url = String::with_capacity(base.len() + key.len());
+        url.push_str(base);
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                url.push(b as char);
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+        Ok(url)
+    }
+
     /// The bucket's base URL, learned once from the SDK's own endpoint resolution
     /// so POST forms go where the SDK would send requests.
     async fn bucket_url(&self) -> Result<&str> {

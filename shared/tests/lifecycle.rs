@@ -70,7 +70,13 @@ async fn full_lifecycle_with_real_bytes() {
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["size"], size);
-    assert!(!done["location"].as_str().unwrap().is_empty());
+    // The object's URL on the endpoint clients use, as for POST-form uploads.
+    let location = done["location"].as_str().unwrap();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").unwrap();
+    assert!(
+        location.starts_with(endpoint.trim_end_matches('/')) && location.ends_with(&*key_tail(done["key"].as_str().unwrap())),
+        "location {location} names the object on {endpoint}"
+    );
 
     assert_eq!(
         s3_object(&ctx, &up.key).await.unwrap(),
@@ -595,4 +601,9 @@ async fn complete_racing_abort_ends_in_one_state_that_matches_s3() {
     assert_eq!(outcomes.len(), 200);
     let completed = outcomes.iter().filter(|o| o.0 == Status::Completed).count();
     eprintln!("race: {completed} completed, {} aborted", 200 - completed);
+}
+
+/// The key's last segment, escaped as in a URL path.
+fn key_tail(key: &str) -> String {
+    key.rsplit('/').next().unwrap_or_default().replace(' ', "%20")
 }

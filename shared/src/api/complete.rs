@@ -100,6 +100,11 @@ fn choose_parts(
             held.sort_by_key(|p| p.part_number);
             held
         }
+        Some(requested) if requested.is_empty() => {
+            return Err(Error::bad_request(
+                "parts is empty: list the parts to complete, or omit parts to complete with every part S3 holds",
+            ));
+        }
         Some(requested) => {
             if requested.len() > limits::MAX_PARTS as usize {
                 return Err(Error::bad_request("at most 10000 parts"));
