@@ -74,7 +74,8 @@ async fn full_lifecycle_with_real_bytes() {
     let location = done["location"].as_str().unwrap();
     let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").unwrap();
     assert!(
-        location.starts_with(endpoint.trim_end_matches('/')) && location.ends_with(&*key_tail(done["key"].as_str().unwrap())),
+        location.starts_with(endpoint.trim_end_matches('/'))
+            && location.ends_with(&*key_tail(done["key"].as_str().unwrap())),
         "location {location} names the object on {endpoint}"
     );
 
@@ -605,5 +606,8 @@ async fn complete_racing_abort_ends_in_one_state_that_matches_s3() {
 
 /// The key's last segment, escaped as in a URL path.
 fn key_tail(key: &str) -> String {
-    key.rsplit('/').next().unwrap_or_default().replace(' ', "%20")
+    key.rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .replace(' ', "%20")
 }
