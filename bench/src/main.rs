@@ -108,6 +108,17 @@ struct Measure {
 }
 
 impl Measure {
+    /// A reference run: no memory or tracked-pass figures of its own.
+    fn reference(label: &str, aborted: usize, elapsed: Duration) -> Measure {
+        Measure {
+            label: label.into(),
+            aborted,
+            elapsed,
+            peak_kib: None,
+            tracked_rate: 0.0,
+        }
+    }
+
     fn rate(&self) -> f64 {
         self.aborted as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -445,13 +456,7 @@ impl Bench<'_> {
         let aborted = reference::sdk_algorithm(&s3, self.bucket, &prefix, before).await?;
         let elapsed = started.elapsed();
         self.check_all_gone(label, &prefix, aborted).await?;
-        Ok(Measure {
-            label: label.into(),
-            aborted,
-            elapsed,
-            peak_kib: None,
-            tracked_rate: 0.0,
-        })
+        Ok(Measure::reference(label, aborted, elapsed))
     }
 
     async fn raw(&self, label: &str, case: &str) -> Result<Measure, String> {
@@ -463,13 +468,7 @@ impl Bench<'_> {
             reference::raw_aborts(&s3, self.bucket, &seeded.uploads, self.concurrency).await?;
         let elapsed = started.elapsed();
         self.check_all_gone(label, &prefix, aborted).await?;
-        Ok(Measure {
-            label: label.into(),
-            aborted,
-            elapsed,
-            peak_kib: None,
-            tracked_rate: 0.0,
-        })
+        Ok(Measure::reference(label, aborted, elapsed))
     }
 
     async fn tracking(&self, label: &str, case: &str) -> Result<Measure, String> {
@@ -479,13 +478,7 @@ impl Bench<'_> {
             .map_err(|e| format!("seeding: {e}"))?;
         let started = Instant::now();
         let recorded = reference::tracking_writes(&ctx.store, &ids, self.concurrency).await?;
-        Ok(Measure {
-            label: label.into(),
-            aborted: recorded,
-            elapsed: started.elapsed(),
-            peak_kib: None,
-            tracked_rate: 0.0,
-        })
+        Ok(Measure::reference(label, recorded, started.elapsed()))
     }
 
     async fn check_all_gone(
