@@ -183,9 +183,19 @@ pub async fn put(url: &str, bytes: Vec<u8>) -> (u16, Option<String>) {
     (resp.status().as_u16(), etag)
 }
 
+/// One client per process, without a connection pool: every `#[tokio::test]`
+/// has its own runtime, and a pooled connection's task dies with the runtime
+/// that opened it, so reusing it from the next test fails with `DispatchGone`.
 pub fn http() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new).clone()
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("reqwest client")
+        })
+        .clone()
 }
 
 /// Signs and uploads part `n`; returns its ETag.
