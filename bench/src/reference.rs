@@ -98,7 +98,7 @@ pub async fn tracking_writes(
                 .await;
             matches!(
                 (claimed, recorded),
-                (Ok(Transition::Won(_)), Ok(Transition::Won(_)))
+                (Ok(Transition::Won), Ok(Transition::Won))
             )
         })
         .buffer_unordered(concurrency)

@@ -18,8 +18,8 @@ pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<
         .transition(&upload.upload_id, Status::Active, Status::Completing, None)
         .await?
     {
-        Transition::Won(_) => {}
-        Transition::Lost(now) => return settled_completion(now),
+        Transition::Won => {}
+        Transition::Lost(now) => return settled_completion(now.map(|u| *u)),
     }
     let result = ctx
         .storage
@@ -71,8 +71,8 @@ async fn record_completed(
         )
         .await?
     {
-        Transition::Won(_) => Ok(completion),
-        Transition::Lost(now) => settled_completion(now),
+        Transition::Won => Ok(completion),
+        Transition::Lost(now) => settled_completion(now.map(|u| *u)),
     }
 }
 
@@ -137,7 +137,7 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
                 .transition(&upload.upload_id, Status::Active, Status::Aborting, None)
                 .await?
             {
-                Transition::Won(_) => return finish_abort(ctx, upload).await,
+                Transition::Won => return finish_abort(ctx, upload).await,
                 Transition::Lost(Some(now)) => current = now.status,
                 Transition::Lost(None) => return Err(Error::NotFound("no such upload".into())),
             },
@@ -160,7 +160,7 @@ pub async fn finish_abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome
         .transition(&upload.upload_id, Status::Aborting, Status::Aborted, None)
         .await?
     {
-        Transition::Won(_) => Ok(outcome),
+        Transition::Won => Ok(outcome),
         Transition::Lost(Some(u)) if u.status == Status::Aborted => Ok(outcome),
         Transition::Lost(u) => Err(Error::internal(format!(
             "upload {} left ABORTING for {:?} while being aborted",
@@ -187,7 +187,7 @@ pub async fn resolve_vanished(ctx: &Context, upload: &Upload, from: Status) -> R
                 .transition(&upload.upload_id, Status::Active, Status::Completing, None)
                 .await?
             {
-                Transition::Won(_) => state = Status::Completing,
+                Transition::Won => state = Status::Completing,
                 Transition::Lost(now) => return Ok(now.map_or(Status::Aborted, |u| u.status)),
             }
         }
@@ -200,7 +200,7 @@ pub async fn resolve_vanished(ctx: &Context, upload: &Upload, from: Status) -> R
         .transition(&upload.upload_id, from, Status::Aborting, None)
         .await?
     {
-        Transition::Won(_) => {
+        Transition::Won => {
             finish_abort(ctx, upload).await?;
             Ok(Status::Aborted)
         }

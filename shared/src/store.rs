@@ -5,7 +5,7 @@ use crate::model::{Completion, Status, Upload, now_millis};
 use crate::plan::PartPlan;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,10 +27,11 @@ pub struct Store {
 /// The result of a conditional transition.
 #[derive(Debug)]
 pub enum Transition {
-    /// This call took the arrow; the item as written.
-    Won(Upload),
+    /// This call took the arrow. The item is not read back: no caller needs it,
+    /// and returning it costs the table a read and a serialization per write.
+    Won,
     /// Someone else moved the item first; the item as it now is (None if gone).
-    Lost(Option<Upload>),
+    Lost(Option<Box<Upload>>),
 }
 
 impl Store {
@@ -149,16 +150,12 @@ impl Store {
             .condition_expression("#status = :from")
             .expression_attribute_names("#status", "status")
             .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if completion.is_some() {
             req = req.expression_attribute_names("#location", "location");
         }
         match req.send().await {
-            Ok(out) => match out.attributes {
-                Some(item) => Ok(Transition::Won(Upload::try_from(&item)?)),
-                None => Err(Error::internal("UpdateItem returned no attributes")),
-            },
+            Ok(_) => Ok(Transition::Won),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
                 let old = e
                     .as_service_error()
@@ -171,8 +168,8 @@ impl Store {
                     .map(Upload::try_from)
                     .transpose()?;
                 match old {
-                    Some(u) => Ok(Transition::Lost(Some(u))),
-                    None => Ok(Transition::Lost(self.get(upload_id).await?)),
+                    Some(u) => Ok(Transition::Lost(Some(Box::new(u)))),
+                    None => Ok(Transition::Lost(self.get(upload_id).await?.map(Box::new))),
                 }
             }
             Err(e) => Err(from_sdk("UpdateItem", e)),

@@ -31,8 +31,16 @@ use std::time::{Duration, Instant};
 /// longer than 15 minutes.
 pub const COMPLETING_LEASE: Duration = Duration::from_secs(15 * 60);
 
-/// Index page size: big enough to keep the workers fed, small enough to stop promptly.
-const PAGE_SIZE: i32 = 500;
+/// Index page size. With `SHARDS_IN_FLIGHT` shards read at once this keeps
+/// the workers fed, and it bounds what is held: a parsed page costs about
+/// 3 KB an item, so larger pages would make memory grow with the backlog.
+const PAGE_SIZE: i32 = 100;
+
+/// Shards of the index read at once.
+const SHARDS_IN_FLIGHT: usize = 4;
+
+/// Orphan lookups (BatchGetItem of 100 ids) in flight while earlier ones are aborted.
+const LOOKUPS_IN_FLIGHT: usize = 2;
 
 /// Runs a sweep for a Lambda event: parse, sweep, log the summary and the EMF line.
 pub async fn handle(
@@ -132,6 +140,8 @@ where
 }
 
 /// Live items of every shard initiated before the cutoff, page by page.
+/// A few shards are read at once, so the workers never wait on one shard's
+/// next page; memory stays bounded by `SHARDS_IN_FLIGHT` pages.
 fn live_uploads<'a>(
     ctx: &'a Context,
     req: &'a SweepRequest,
@@ -140,24 +150,27 @@ fn live_uploads<'a>(
     // Filtered even at the service prefix: a table shared with other prefixes
     // (tests, staging) must never see its uploads swept by this one.
     let prefix = Some(req.prefix.as_str()).filter(|p| !p.is_empty());
-    stream::iter(0..ctx.store.shards()).flat_map(move |shard| {
-        stream::unfold(Some(None), move |state| async move {
-            let start = state?;
-            let page = with_backoff(|| ctx.store.live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)).await;
-            match page {
-                Ok(page) => {
-                    tracing::debug!(shard, items = page.uploads.len(), more = page.next.is_some(), "live-uploads page");
-                    Some((stream::iter(page.uploads), page.next.map(Some)))
+    stream::iter(0..ctx.store.shards())
+        .map(move |shard| {
+            stream::unfold(Some(None), move |state| async move {
+                let start = state?;
+                let page = with_backoff(|| ctx.store.live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)).await;
+                match page {
+                    Ok(page) => {
+                        tracing::debug!(shard, items = page.uploads.len(), more = page.next.is_some(), "live-uploads page");
+                        Some((stream::iter(page.uploads), page.next.map(Some)))
+                    }
+                    Err(e) => {
+                        tracing::error!(shard, error = %e, "live-uploads query failed; shard left for the next run");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(shard, error = %e, "live-uploads query failed; shard left for the next run");
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            }
+            })
+            .flatten()
+            .boxed()
         })
-        .flatten()
-    })
+        .flatten_unordered(SHARDS_IN_FLIGHT)
 }
 
 async fn tracked(
@@ -214,7 +227,7 @@ async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Ou
         })
         .await
         {
-            Ok(Transition::Won(_)) => finish(ctx, &u).await,
+            Ok(Transition::Won) => finish(ctx, &u).await,
             Ok(Transition::Lost(_)) => Ok(Outcome::Skipped),
             Err(e) => Err(e),
         },
@@ -241,81 +254,99 @@ async fn finish(ctx: &Context, u: &Upload) -> Result<Outcome> {
     )
 }
 
+/// Stale uploads S3 lists under the prefix, page by page (both markers).
+fn listed_stale<'a>(
+    ctx: &'a Context,
+    req: &'a SweepRequest,
+    failed: &'a AtomicU64,
+) -> impl Stream<Item = Vec<ListedUpload>> + 'a {
+    stream::unfold(Some(None), move |state| async move {
+        let from: Option<(String, String)> = state?;
+        match with_backoff(|| ctx.storage.list_uploads_page(&req.prefix, from.as_ref())).await {
+            Ok(page) => {
+                let stale = page
+                    .uploads
+                    .into_iter()
+                    .filter(|u| u.initiated_at < req.cutoff_ms)
+                    .collect();
+                Some((stale, page.next.map(Some)))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ListMultipartUploads failed; orphans left for the next run");
+                failed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    })
+}
+
+/// Of `chunk` (at most 100), the uploads no live item tracks. Live items
+/// belong to the tracked pass; terminal ones should have no upload left.
+async fn untracked(
+    ctx: &Context,
+    chunk: Vec<ListedUpload>,
+    failed: &AtomicU64,
+) -> Vec<ListedUpload> {
+    let ids: Vec<String> = chunk.iter().map(|u| u.upload_id.clone()).collect();
+    match with_backoff(|| ctx.store.batch_get(&ids)).await {
+        Ok(items) => chunk
+            .into_iter()
+            .filter(|u| {
+                items
+                    .get(&u.upload_id)
+                    .is_none_or(|i| i.status.is_terminal())
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "BatchGetItem failed; these orphans are left for the next run");
+            failed.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        }
+    }
+}
+
 async fn orphans(
     ctx: &Context,
     req: &SweepRequest,
     budget: &Budget,
     failed: &AtomicU64,
-    mut summary: Summary,
+    summary: Summary,
 ) -> Summary {
-    let mut from = None;
-    loop {
-        let page = match with_backoff(|| ctx.storage.list_uploads_page(&req.prefix, from.as_ref()))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "ListMultipartUploads failed; orphans left for the next run");
-                failed.fetch_add(1, Ordering::Relaxed);
-                return summary;
+    let found = AtomicU64::new(0);
+    let left = AtomicU64::new(0);
+    let mut summary = listed_stale(ctx, req, failed)
+        .flat_map(stream::iter)
+        .chunks(100)
+        // The next lookup runs while this chunk's orphans are aborted.
+        .map(|chunk| untracked(ctx, chunk, failed))
+        .buffered(LOOKUPS_IN_FLIGHT)
+        .flat_map(|orphans| {
+            found.fetch_add(orphans.len() as u64, Ordering::Relaxed);
+            stream::iter(orphans)
+        })
+        .take_while(|_| {
+            let go = budget.try_start();
+            if !go {
+                left.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        let stale: Vec<ListedUpload> = page
-            .uploads
-            .into_iter()
-            .filter(|u| u.initiated_at < req.cutoff_ms)
-            .collect();
-        for chunk in stale.chunks(100) {
-            let ids: Vec<String> = chunk.iter().map(|u| u.upload_id.clone()).collect();
-            let items = match with_backoff(|| ctx.store.batch_get(&ids)).await {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::error!(error = %e, "BatchGetItem failed; these orphans are left for the next run");
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            // Live items belong to the tracked pass; terminal ones should have no upload left.
-            let found: Vec<&ListedUpload> = chunk
-                .iter()
-                .filter(|u| {
-                    items
-                        .get(&u.upload_id)
-                        .is_none_or(|i| i.status.is_terminal())
-                })
-                .collect();
-            summary.orphans_found += found.len() as u64;
-            summary.examined += found.len() as u64;
-            let left = AtomicU64::new(0);
-            summary = stream::iter(found)
-                .take_while(|_| {
-                    let go = budget.try_start();
-                    if !go {
-                        left.fetch_add(1, Ordering::Relaxed);
-                    }
-                    future::ready(go)
-                })
-                .map(|u| abort_orphan(ctx, u, req.dry_run))
-                .buffer_unordered(ctx.config.sweep_concurrency)
-                .fold(summary, |s, o| future::ready(s.record(o)))
-                .await;
-            summary.left_for_next_run += left.into_inner();
-            if budget.stopped() {
-                return summary;
-            }
-        }
-        match page.next {
-            Some(next) => from = Some(next),
-            None => return summary,
-        }
-    }
+            future::ready(go)
+        })
+        .map(|u| abort_orphan(ctx, u, req.dry_run))
+        .buffer_unordered(ctx.config.sweep_concurrency)
+        .fold(summary, |s, o| future::ready(s.record(o)))
+        .await;
+    let found = found.into_inner();
+    summary.orphans_found += found;
+    summary.examined += found;
+    summary.left_for_next_run += left.into_inner();
+    summary
 }
 
-async fn abort_orphan(ctx: &Context, u: &ListedUpload, dry_run: bool) -> Outcome {
+async fn abort_orphan(ctx: &Context, u: ListedUpload, dry_run: bool) -> Outcome {
     if dry_run {
         return Outcome::WouldAbort {
-            upload_id: u.upload_id.clone(),
-            key: u.key.clone(),
+            upload_id: u.upload_id,
+            key: u.key,
             kind: "orphan",
         };
     }
