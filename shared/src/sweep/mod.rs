@@ -67,6 +67,7 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
         limit: req.limit,
         started: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
+        refused: AtomicU64::new(0),
     };
     let failed = AtomicU64::new(0);
     let summary = Summary {
@@ -86,6 +87,7 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
     }
     summary.failed += failed.load(Ordering::Relaxed);
     summary.more_work = budget.stopped();
+    summary.left_for_next_run += budget.refused.load(Ordering::Relaxed);
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
 }
@@ -96,6 +98,8 @@ struct Budget {
     limit: Option<u64>,
     started: AtomicU64,
     stopped: AtomicBool,
+    /// Work seen but not started: left for the next run.
+    refused: AtomicU64,
 }
 
 impl Budget {
@@ -111,6 +115,15 @@ impl Budget {
         }
         self.started.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// [`Budget::try_start`], counting what it refuses.
+    fn admit(&self) -> bool {
+        let go = self.try_start();
+        if !go {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        go
     }
 
     fn stopped(&self) -> bool {
@@ -181,16 +194,9 @@ async fn tracked(
     summary: Summary,
 ) -> Summary {
     let examined = AtomicU64::new(0);
-    let left = AtomicU64::new(0);
     let now = now_millis();
     let mut summary = live_uploads(ctx, req, failed)
-        .take_while(|_| {
-            let go = budget.try_start();
-            if !go {
-                left.fetch_add(1, Ordering::Relaxed);
-            }
-            future::ready(go)
-        })
+        .take_while(|_| future::ready(budget.admit()))
         .map(|u| {
             examined.fetch_add(1, Ordering::Relaxed);
             settle_tracked(ctx, u, req.dry_run, now)
@@ -199,7 +205,6 @@ async fn tracked(
         .fold(summary, |s, o| future::ready(s.record(o)))
         .await;
     summary.examined += examined.into_inner();
-    summary.left_for_next_run += left.into_inner();
     summary
 }
 
@@ -313,7 +318,6 @@ async fn orphans(
     summary: Summary,
 ) -> Summary {
     let found = AtomicU64::new(0);
-    let left = AtomicU64::new(0);
     let mut summary = listed_stale(ctx, req, failed)
         .flat_map(stream::iter)
         .chunks(100)
@@ -324,13 +328,7 @@ async fn orphans(
             found.fetch_add(orphans.len() as u64, Ordering::Relaxed);
             stream::iter(orphans)
         })
-        .take_while(|_| {
-            let go = budget.try_start();
-            if !go {
-                left.fetch_add(1, Ordering::Relaxed);
-            }
-            future::ready(go)
-        })
+        .take_while(|_| future::ready(budget.admit()))
         .map(|u| abort_orphan(ctx, u, req.dry_run))
         .buffer_unordered(ctx.config.sweep_concurrency)
         .fold(summary, |s, o| future::ready(s.record(o)))
@@ -338,7 +336,6 @@ async fn orphans(
     let found = found.into_inner();
     summary.orphans_found += found;
     summary.examined += found;
-    summary.left_for_next_run += left.into_inner();
     summary
 }
 
@@ -415,14 +412,21 @@ mod tests {
             limit: Some(2),
             started: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         };
         assert!(b.try_start() && b.try_start());
-        assert!(!b.try_start() && b.stopped());
+        assert!(!b.admit() && b.stopped());
+        assert_eq!(
+            b.refused.load(Ordering::Relaxed),
+            1,
+            "what is refused is counted"
+        );
         let b = Budget {
             stop_at: Some(Instant::now()),
             limit: None,
             started: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         };
         assert!(!b.try_start());
     }
