@@ -12,7 +12,7 @@
 //! (VmHWM) is the sweep's own.
 //!
 //! DynamoDB Local is a JVM: its JIT compiles the request path during the
-//! first few thousand requests, on the same two cores everything else uses.
+//! first tens of thousands of requests, on the same two cores as everything else.
 //! A warm-up sweep (not counted, its figure printed) runs first, as any JVM
 //! benchmark warms up, so the figures measure the sweep rather than the JIT.
 //!
