@@ -3,7 +3,8 @@
 # under $PARTWISE_CACHE (default ~/.cache/partwise), one folder per version so
 # CI and later sessions reuse it. Prints nothing but progress; idempotent.
 #
-#   scripts/install-deps.sh [garage] [dynamodb] [tools]   (default: all)
+#   scripts/install-deps.sh [garage] [dynamodb] [tools] [awscli]
+#   (default: the first three; awscli only for scripts/bench-cli.sh)
 set -euo pipefail
 
 CACHE="${PARTWISE_CACHE:-$HOME/.cache/partwise}"
@@ -15,6 +16,7 @@ CFN_LINT_VERSION=1.58.0
 CFN_LINT_SERVERLESS_VERSION=0.3.6
 CHECKOV_VERSION=3.3.30
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+AWSCLI_VERSION=1.46.2
 
 mkdir -p "$CACHE"
 log() { echo "install-deps: $*" >&2; }
@@ -69,6 +71,7 @@ for w in "${what[@]}"; do
     garage) install_garage ;;
     dynamodb) install_dynamodb ;;
     tools) install_tools ;;
+    awscli) venv "awscli-$AWSCLI_VERSION" "awscli==$AWSCLI_VERSION" ;;
     *) echo "unknown component: $w" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,359 @@
+//! The Partwise API client: one method per route, answers as typed structs,
+//! HTTP failures turned into [`CliError`]s a person can act on.
+
+use crate::error::{CliError, Result};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// `POST /s3/multipart`'s answer: the server's part plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Initiated {
+    pub key: String,
+    pub upload_id: String,
+    pub part_size: Option<u64>,
+    pub part_count: Option<u32>,
+    /// Echoed only by servers that sign part checksums.
+    pub checksum_algorithm: Option<String>,
+}
+
+/// A presigned POST form (`GET /s3/params`), or the single-request path of a 0-byte upload.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PostForm {
+    pub url: String,
+    #[serde(default)]
+    pub fields: HashMap<String, String>,
+}
+
+/// Presigned part URLs, and the headers to send with each.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signed {
+    pub presigned_urls: HashMap<String, String>,
+    #[serde(default)]
+    pub headers: HashMap<String, HashMap<String, String>>,
+    /// Seconds the URLs stay valid.
+    #[serde(default)]
+    pub expires: Option<u64>,
+}
+
+/// A part S3 holds, as the list-parts route answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeldPart {
+    #[serde(rename = "PartNumber")]
+    pub number: u32,
+    #[serde(rename = "ETag")]
+    pub etag: String,
+    #[serde(rename = "Size")]
+    pub size: u64,
+    #[serde(rename = "ChecksumCRC32C", default)]
+    pub crc32c: Option<String>,
+}
+
+/// One of the caller's uploads from `GET /s3/multipart`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    pub upload_id: String,
+    pub key: String,
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    pub state: String,
+    #[serde(default)]
+    pub initiated: Option<Value>,
+    #[serde(default)]
+    pub updated: Option<Value>,
+    #[serde(default)]
+    pub part_size: Option<u64>,
+    #[serde(default)]
+    pub part_count: Option<u32>,
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+    #[serde(default)]
+    pub bytes_held: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListPage {
+    uploads: Vec<Listed>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// The client, with its base URL and token.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Pages of `GET /s3/multipart` read at most, so a huge history cannot hang a command.
+const MAX_LIST_PAGES: usize = 50;
+
+impl Api {
+    pub fn new(base: &str, token: Option<String>) -> Result<Api> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(CliError::Usage(format!(
+                "--api {base:?}: expected an http:// or https:// URL"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("partwise-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::Other(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Api { http, base, token })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends, retrying network failures, 429 and 5xx a few times; maps the rest.
+    async fn send<T: DeserializeOwned>(&self, build: impl Fn() -> RequestBuilder) -> Result<T> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let last = attempt >= 4;
+            match build().send().await {
+                Err(e) if !last => {
+                    let _ = e;
+                }
+                Err(e) => {
+                    return Err(CliError::Unreachable {
+                        url: self.base.clone(),
+                        reason: crate::error::describe(&e),
+                    });
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retryable =
+                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+                    if retryable && !last {
+                        // Drain so the connection can be reused.
+                        let _ = resp.bytes().await;
+                    } else if status.is_success() {
+                        let text = resp.text().await.map_err(|e| CliError::Unreachable {
+                            url: self.base.clone(),
+                            reason: crate::error::describe(&e),
+                        })?;
+                        return serde_json::from_str(&text).map_err(|e| {
+                            CliError::Other(format!(
+                                "the API at {} answered something unexpected ({e}): {}",
+                                self.base,
+                                text.chars().take(200).collect::<String>()
+                            ))
+                        });
+                    } else {
+                        let text = resp.text().await.unwrap_or_default();
+                        return Err(error_for(status, &text));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+        }
+    }
+
+    /// Starts a multipart upload with the file's size, so the server plans its parts.
+    pub async fn initiate(
+        &self,
+        filename: &str,
+        content_type: &str,
+        size: u64,
+        part_size: Option<u64>,
+        checksum: bool,
+    ) -> Result<Initiated> {
+        let mut body = json!({"filename": filename, "type": content_type, "size": size});
+        if let Some(p) = part_size {
+            body["partSize"] = json!(p);
+        }
+        if checksum {
+            body["checksumAlgorithm"] = json!("CRC32C");
+        }
+        self.send(|| self.request(Method::POST, "/s3/multipart").json(&body))
+            .await
+    }
+
+    /// A presigned POST form for a small file.
+    pub async fn post_form(
+        &self,
+        filename: &str,
+        content_type: &str,
+        size: u64,
+    ) -> Result<PostForm> {
+        let size = size.to_string();
+        self.send(|| {
+            self.request(Method::GET, "/s3/params").query(&[
+                ("filename", filename),
+                ("type", content_type),
+                ("size", &size),
+            ])
+        })
+        .await
+    }
+
+    /// URLs for `parts` without checksums (the Companion batch route).
+    pub async fn sign(&self, id: &str, key: &str, parts: &[u32]) -> Result<Signed> {
+        let numbers = parts
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let path = format!("/s3/multipart/{}/batch", enc(id));
+        self.send(|| {
+            self.request(Method::GET, &path)
+                .query(&[("key", key), ("partNumbers", &numbers)])
+        })
+        .await
+    }
+
+    /// URLs for `parts` with each part's checksum signed in.
+    pub async fn sign_checksums(
+        &self,
+        id: &str,
+        key: &str,
+        parts: &[(u32, String)],
+    ) -> Result<Signed> {
+        let body = json!({
+            "key": key,
+            "parts": parts.iter().map(|(n, c)| json!({"partNumber": n, "checksum": c})).collect::<Vec<_>>(),
+        });
+        let path = format!("/s3/multipart/{}/batch", enc(id));
+        self.send(|| {
+            self.request(Method::POST, &path)
+                .query(&[("key", key)])
+                .json(&body)
+        })
+        .await
+    }
+
+    /// Every part S3 holds for the upload.
+    pub async fn parts(&self, id: &str, key: &str) -> Result<Vec<HeldPart>> {
+        let path = format!("/s3/multipart/{}", enc(id));
+        self.send(|| self.request(Method::GET, &path).query(&[("key", key)]))
+            .await
+    }
+
+    /// The tracked upload, as the server describes it.
+    pub async fn status(&self, id: &str) -> Result<Value> {
+        let path = format!("/s3/multipart/{}/status", enc(id));
+        self.send(|| self.request(Method::GET, &path)).await
+    }
+
+    /// Completes the upload with these parts.
+    pub async fn complete(&self, id: &str, key: &str, parts: &[Value]) -> Result<Value> {
+        let path = format!("/s3/multipart/{}/complete", enc(id));
+        let body = json!({ "parts": parts });
+        self.send(|| {
+            self.request(Method::POST, &path)
+                .query(&[("key", key)])
+                .json(&body)
+        })
+        .await
+    }
+
+    /// Aborts the upload (S3 drops its parts).
+    pub async fn abort(&self, id: &str, key: Option<&str>) -> Result<Value> {
+        let path = format!("/s3/multipart/{}", enc(id));
+        self.send(|| {
+            let r = self.request(Method::DELETE, &path);
+            match key {
+                Some(k) => r.query(&[("key", k)]),
+                None => r,
+            }
+        })
+        .await
+    }
+
+    /// The caller's uploads, newest first; `state` filters (`ACTIVE`, `live`, ...).
+    /// `Ok(None)` when the server has no list route (older servers).
+    pub async fn list(&self, state: Option<&str>, bytes: bool) -> Result<Option<Vec<Listed>>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut q: Vec<(&str, String)> = vec![("limit", "100".into())];
+            if let Some(s) = state {
+                q.push(("state", s.into()));
+            }
+            if bytes {
+                q.push(("bytes", "true".into()));
+            }
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let page: ListPage = match self
+                .send(|| self.request(Method::GET, "/s3/multipart").query(&q))
+                .await
+            {
+                Ok(p) => p,
+                // An older server: no such route (404 UnknownRoute) or method (405).
+                Err(CliError::NotFound(_)) => return Ok(None),
+                Err(CliError::Api { status: 405, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            out.extend(page.uploads);
+            match page.next {
+                Some(n) if !n.is_empty() => cursor = Some(n),
+                _ => return Ok(Some(out)),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The server's message from `{"error": {"code", "message"}, "message"}`, or the raw text.
+fn message_of(text: &str) -> String {
+    let v: Option<Value> = serde_json::from_str(text).ok();
+    v.as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| text.chars().take(200).collect())
+}
+
+fn error_for(status: StatusCode, text: &str) -> CliError {
+    let message = message_of(text);
+    match status.as_u16() {
+        401 | 403 => CliError::Auth {
+            status: status.as_u16(),
+            message,
+        },
+        404 => CliError::NotFound(message),
+        409 => CliError::Conflict(message),
+        413 => CliError::TooLarge(message),
+        s => CliError::Api { status: s, message },
+    }
+}
+
+/// Percent-encodes a path segment (upload ids are URL-safe in practice, but be sure).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
