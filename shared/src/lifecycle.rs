@@ -4,9 +4,9 @@
 
 use crate::Context;
 use crate::error::{Error, Result};
-use crate::model::{Completion, Status, Upload};
+use crate::model::{AbortReason, Actor, Completion, Status, Upload};
 use crate::storage::{Aborted, Completed, Part};
-use crate::store::Transition;
+use crate::store::{Stamp, Transition};
 
 /// Completes `upload` with `parts` (already checked against S3).
 /// A repeated call on a completed upload returns the first result.
@@ -26,13 +26,14 @@ pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<
         .complete(&upload.key, &upload.upload_id, parts)
         .await;
     match result {
-        Ok(Completed::Done { etag, .. }) => {
+        Ok(Completed::Done { etag, checksum, .. }) => {
             let completion = Completion {
                 etag,
                 size: parts.iter().map(|p| p.size).sum(),
                 location,
+                checksum,
             };
-            record_completed(ctx, upload, completion).await
+            record_completed(ctx, upload, completion, Actor::Api).await
         }
         Ok(Completed::Refused { code, message }) => {
             back_to_active(ctx, upload).await?;
@@ -41,7 +42,7 @@ pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<
             )))
         }
         Ok(Completed::NoSuchUpload) => {
-            match resolve_vanished(ctx, upload, Status::Completing).await? {
+            match resolve_vanished(ctx, upload, Status::Completing, Actor::Api).await? {
                 Status::Completed => settled_completion(ctx.store.get(&upload.upload_id).await?),
                 _ => Err(Error::Conflict(
                     "the upload no longer exists in S3; it was aborted".into(),
@@ -60,14 +61,16 @@ async fn record_completed(
     ctx: &Context,
     upload: &Upload,
     completion: Completion,
+    by: Actor,
 ) -> Result<Completion> {
     match ctx
         .store
-        .transition(
+        .transition_by(
             &upload.upload_id,
             Status::Completing,
             Status::Completed,
             Some(&completion),
+            Stamp::Completed(by),
         )
         .await?
     {
@@ -134,7 +137,13 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
             Status::Aborting => return finish_abort(ctx, upload).await,
             Status::Active => match ctx
                 .store
-                .transition(&upload.upload_id, Status::Active, Status::Aborting, None)
+                .transition_by(
+                    &upload.upload_id,
+                    Status::Active,
+                    Status::Aborting,
+                    None,
+                    Stamp::Aborting(Actor::Api, AbortReason::Owner),
+                )
                 .await?
             {
                 Transition::Won => return finish_abort(ctx, upload).await,
@@ -173,12 +182,21 @@ pub async fn finish_abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome
 /// S3 has no multipart upload for an item in `from` (COMPLETING or ACTIVE):
 /// settle the item from S3's truth. The key holds a unique id, so an object
 /// there can only come from this upload: it completed. Otherwise it is gone: aborted.
-pub async fn resolve_vanished(ctx: &Context, upload: &Upload, from: Status) -> Result<Status> {
+/// `by` is who noticed, stamped on the item.
+pub async fn resolve_vanished(
+    ctx: &Context,
+    upload: &Upload,
+    from: Status,
+    by: Actor,
+) -> Result<Status> {
     if let Some((etag, size)) = ctx.storage.head(&upload.key).await? {
+        // Completed elsewhere: HeadObject reports no checksum without being asked,
+        // so none is recorded; the object's own checksum stays in S3.
         let completion = Completion {
             etag,
             size,
             location: ctx.presigner.object_url(&upload.key).await?,
+            checksum: None,
         };
         let mut state = from;
         if state == Status::Active {
@@ -192,12 +210,18 @@ pub async fn resolve_vanished(ctx: &Context, upload: &Upload, from: Status) -> R
             }
         }
         debug_assert_eq!(state, Status::Completing);
-        record_completed(ctx, upload, completion).await?;
+        record_completed(ctx, upload, completion, by).await?;
         return Ok(Status::Completed);
     }
     match ctx
         .store
-        .transition(&upload.upload_id, from, Status::Aborting, None)
+        .transition_by(
+            &upload.upload_id,
+            from,
+            Status::Aborting,
+            None,
+            Stamp::Aborting(by, AbortReason::Vanished),
+        )
         .await?
     {
         Transition::Won => {

@@ -2,6 +2,8 @@
 //! browser POST forms (SigV4-signed policy documents, which the Rust SDK lacks).
 
 use crate::error::{Error, Result};
+use crate::model::ChecksumAlgorithm;
+use crate::storage::PartChecksum;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -18,6 +20,19 @@ pub struct SignedUrl {
     pub url: String,
     /// Seconds the URL stays valid.
     pub expires: u64,
+    /// Headers signed into the URL, which the request must carry exactly (a
+    /// part's `x-amz-checksum-*`, an object's `content-type`). Absent when
+    /// none: Uppy's plain part URLs are unchanged.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The headers a presigned request must be sent with, except `host` (the URL's own).
+fn signed_headers(req: &aws_sdk_s3::presigning::PresignedRequest) -> BTreeMap<String, String> {
+    req.headers()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect()
 }
 
 /// A presigned POST form: the browser posts `fields` plus `file` to `url`.
@@ -65,6 +80,26 @@ impl Presigner {
         part_number: u32,
         expiry: Duration,
     ) -> Result<SignedUrl> {
+        self.part_with_checksum(key, upload_id, part_number, expiry, None)
+            .await
+    }
+
+    /// A URL to PUT part `part_number` of an upload. With `checksum`, its
+    /// `x-amz-checksum-*` header is signed in: S3 refuses the PUT without it,
+    /// and refuses bytes whose checksum differs.
+    pub async fn part_with_checksum(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        expiry: Duration,
+        checksum: Option<&PartChecksum>,
+    ) -> Result<SignedUrl> {
+        let value = |a| {
+            checksum
+                .filter(|c| c.algorithm == a)
+                .map(|c| c.value.clone())
+        };
         let req = self
             .client
             .upload_part()
@@ -72,12 +107,41 @@ impl Presigner {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number as i32)
+            .set_checksum_crc32_c(value(ChecksumAlgorithm::Crc32c))
+            .set_checksum_crc32(value(ChecksumAlgorithm::Crc32))
+            .set_checksum_sha256(value(ChecksumAlgorithm::Sha256))
+            .set_checksum_crc64_nvme(value(ChecksumAlgorithm::Crc64Nvme))
             .presigned(Self::config(expiry)?)
             .await
             .map_err(|e| Error::internal(format!("presigning UploadPart: {e}")))?;
         Ok(SignedUrl {
             url: req.uri().to_string(),
             expires: expiry.as_secs(),
+            headers: signed_headers(&req),
+        })
+    }
+
+    /// A URL to PUT a whole object of `content_type` at `key` in one request
+    /// (for an empty file, which a multipart upload cannot carry).
+    pub async fn put_object(
+        &self,
+        key: &str,
+        content_type: &str,
+        expiry: Duration,
+    ) -> Result<SignedUrl> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(Self::config(expiry)?)
+            .await
+            .map_err(|e| Error::internal(format!("presigning PutObject: {e}")))?;
+        Ok(SignedUrl {
+            url: req.uri().to_string(),
+            expires: expiry.as_secs(),
+            headers: signed_headers(&req),
         })
     }
 

@@ -1,7 +1,9 @@
 //! DynamoDB tracking: one item per upload, changed only by conditional writes.
 
 use crate::error::{Error, Result, from_sdk};
-use crate::model::{Completion, Status, Upload, now_millis};
+use crate::model::{
+    AbortReason, Actor, ChecksumAlgorithm, Completion, ObjectChecksum, Status, Upload, now_millis,
+};
 use crate::plan::PartPlan;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -13,6 +15,10 @@ use std::time::Duration;
 /// by shard and `initiated_at`.
 pub const LIVE_INDEX: &str = "live-uploads";
 
+/// The owner index: every item of one owner, keyed by `initiated_at`, so a
+/// caller's uploads are one query, never a scan.
+pub const OWNER_INDEX: &str = "owner-uploads";
+
 type Item = HashMap<String, AttributeValue>;
 
 /// The tracking table.
@@ -22,6 +28,15 @@ pub struct Store {
     table: String,
     shards: u32,
     retention: Duration,
+}
+
+/// Who made a transition (and why, for an abort), written on the item with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// With COMPLETED: `completed_by`.
+    Completed(Actor),
+    /// With an ABORTING claim: `aborted_by` and `abort_reason` (ABORTED keeps them).
+    Aborting(Actor, AbortReason),
 }
 
 /// The result of a conditional transition.
@@ -111,6 +126,31 @@ impl Store {
         to: Status,
         completion: Option<&Completion>,
     ) -> Result<Transition> {
+        self.stamped(upload_id, from, to, completion, None).await
+    }
+
+    /// [`Store::transition`], stamping who made it, so the stream's images say
+    /// it with no other record to keep in step.
+    pub async fn transition_by(
+        &self,
+        upload_id: &str,
+        from: Status,
+        to: Status,
+        completion: Option<&Completion>,
+        stamp: Stamp,
+    ) -> Result<Transition> {
+        self.stamped(upload_id, from, to, completion, Some(stamp))
+            .await
+    }
+
+    async fn stamped(
+        &self,
+        upload_id: &str,
+        from: Status,
+        to: Status,
+        completion: Option<&Completion>,
+        stamp: Option<Stamp>,
+    ) -> Result<Transition> {
         if !from.can_become(to) {
             return Err(Error::internal(format!("no transition {from:?} -> {to:?}")));
         }
@@ -131,6 +171,21 @@ impl Store {
             );
             remove = " REMOVE live_shard";
         }
+        match (stamp, to) {
+            (None, _) => {}
+            (Some(Stamp::Completed(by)), Status::Completed) => {
+                set.push("completed_by = :by");
+                values.insert(":by".into(), s(by.as_str()));
+            }
+            (Some(Stamp::Aborting(by, reason)), Status::Aborting) => {
+                set.extend(["aborted_by = :by", "abort_reason = :reason"]);
+                values.insert(":by".into(), s(by.as_str()));
+                values.insert(":reason".into(), s(reason.as_str()));
+            }
+            (Some(stamp), _) => {
+                return Err(Error::internal(format!("{stamp:?} stamped on {to:?}")));
+            }
+        }
         if let Some(c) = completion {
             set.extend([
                 "etag = :etag",
@@ -140,6 +195,12 @@ impl Store {
             values.insert(":etag".into(), s(&c.etag));
             values.insert(":csize".into(), n(c.size));
             values.insert(":loc".into(), s(&c.location));
+            if let Some(ck) = &c.checksum {
+                // The algorithm is the item's own `checksum_algorithm`.
+                set.extend(["checksum_value = :ckval", "checksum_type = :cktype"]);
+                values.insert(":ckval".into(), s(&ck.value));
+                values.insert(":cktype".into(), s(&ck.checksum_type));
+            }
         }
         let mut req = self
             .client
@@ -174,6 +235,67 @@ impl Store {
             }
             Err(e) => Err(from_sdk("UpdateItem", e)),
         }
+    }
+}
+
+/// One page of an owner's uploads, newest first, and where the next starts.
+pub struct OwnerPage {
+    pub uploads: Vec<Upload>,
+    /// DynamoDB's LastEvaluatedKey; None on the last page.
+    pub next: Option<Item>,
+}
+
+impl Store {
+    /// Up to `limit` of `owner`'s uploads, newest first, from `start` on; with
+    /// `states`, only those. The filter applies after DynamoDB's `Limit`, so
+    /// this queries again (at most `MAX_ROUNDS` times) until the page is full
+    /// or the owner's items end, and never answers more than `limit`.
+    pub async fn owner_page(
+        &self,
+        owner: &str,
+        states: Option<&[Status]>,
+        start: Option<Item>,
+        limit: usize,
+    ) -> Result<OwnerPage> {
+        const MAX_ROUNDS: usize = 8;
+        let mut uploads = Vec::with_capacity(limit);
+        let mut next = start;
+        for round in 0..MAX_ROUNDS {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(owner))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(next.take())
+                .limit((limit - uploads.len()) as i32);
+            if let Some(states) = states {
+                let names: Vec<String> = (0..states.len()).map(|i| format!(":st{i}")).collect();
+                q = q
+                    .filter_expression(format!("#status IN ({})", names.join(", ")))
+                    .expression_attribute_names("#status", "status");
+                for (name, st) in names.into_iter().zip(states) {
+                    q = q.expression_attribute_values(name, s(st.as_str()));
+                }
+            }
+            let out = q.send().await.map_err(|e| from_sdk("Query", e))?;
+            for item in out.items() {
+                uploads.push(Upload::try_from(item)?);
+            }
+            next = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if next.is_none() || uploads.len() >= limit {
+                break;
+            }
+            tracing::debug!(
+                round,
+                found = uploads.len(),
+                "owner page short after filtering"
+            );
+        }
+        Ok(OwnerPage { uploads, next })
     }
 }
 
@@ -220,6 +342,39 @@ impl Store {
             uploads,
             next: out.last_evaluated_key.filter(|k| !k.is_empty()),
         })
+    }
+
+    /// How many live items of one shard were initiated before `cutoff_ms`
+    /// (optionally under `prefix`): one page of a `Select=COUNT` query, and
+    /// where the next starts. No item crosses the wire.
+    pub async fn count_live_page(
+        &self,
+        shard: u32,
+        cutoff_ms: i64,
+        prefix: Option<&str>,
+        start: Option<Item>,
+    ) -> Result<(u64, Option<Item>)> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LIVE_INDEX)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .key_condition_expression("live_shard = :shard AND initiated_at < :cutoff")
+            .expression_attribute_values(":shard", s(shard.to_string()))
+            .expression_attribute_values(":cutoff", n(cutoff_ms))
+            .set_exclusive_start_key(start);
+        if let Some(p) = prefix {
+            q = q
+                .filter_expression("begins_with(#key, :prefix)")
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":prefix", s(p));
+        }
+        let out = q.send().await.map_err(|e| from_sdk("Query", e))?;
+        Ok((
+            out.count.max(0) as u64,
+            out.last_evaluated_key.filter(|k| !k.is_empty()),
+        ))
     }
 
     /// Items for up to 100 upload ids, retrying what DynamoDB leaves unprocessed.
@@ -309,6 +464,13 @@ impl From<&Upload> for Item {
             item.insert("etag".into(), s(&c.etag));
             item.insert("completed_size".into(), n(c.size));
             item.insert("location".into(), s(&c.location));
+            if let Some(ck) = &c.checksum {
+                item.insert("checksum_value".into(), s(&ck.value));
+                item.insert("checksum_type".into(), s(&ck.checksum_type));
+            }
+        }
+        if let Some(a) = u.checksum {
+            item.insert("checksum_algorithm".into(), s(a.as_str()));
         }
         if let Some(e) = u.expires_at {
             item.insert("expires_at".into(), n(e));
@@ -346,11 +508,29 @@ impl TryFrom<&Item> for Upload {
             }),
             _ => None,
         };
+        let algorithm = |name: &str| -> Result<Option<ChecksumAlgorithm>> {
+            get_s(name)
+                .map(|a| ChecksumAlgorithm::parse(&a).ok_or_else(|| bad(name)))
+                .transpose()
+        };
+        let object_checksum = match (
+            algorithm("checksum_algorithm")?,
+            get_s("checksum_type"),
+            get_s("checksum_value"),
+        ) {
+            (Some(algorithm), Some(checksum_type), Some(value)) => Some(ObjectChecksum {
+                algorithm,
+                checksum_type,
+                value,
+            }),
+            _ => None,
+        };
         let completion = match (get_s("etag"), get_u("completed_size")?, get_s("location")) {
             (Some(etag), Some(size), Some(location)) => Some(Completion {
                 etag,
                 size,
                 location,
+                checksum: object_checksum,
             }),
             _ => None,
         };
@@ -367,6 +547,7 @@ impl TryFrom<&Item> for Upload {
             plan,
             completion,
             expires_at: get_n("expires_at")?,
+            checksum: algorithm("checksum_algorithm")?,
         })
     }
 }
@@ -394,14 +575,30 @@ mod tests {
                 etag: "\"e-1\"".into(),
                 size: 42,
                 location: "http://x/a.bin".into(),
+                checksum: Some(ObjectChecksum {
+                    algorithm: ChecksumAlgorithm::Crc32c,
+                    checksum_type: "COMPOSITE".into(),
+                    value: "AAAAAA==-1".into(),
+                }),
             }),
             expires_at: Some(1_800_000_000),
+            checksum: Some(ChecksumAlgorithm::Crc32c),
         }
     }
 
     #[test]
     fn items_round_trip() {
         let u = sample();
+        assert_eq!(Upload::try_from(&Item::from(&u)).unwrap(), u);
+    }
+
+    #[test]
+    fn items_without_checksums_round_trip() {
+        let mut u = sample();
+        u.checksum = None;
+        if let Some(c) = u.completion.as_mut() {
+            c.checksum = None;
+        }
         assert_eq!(Upload::try_from(&Item::from(&u)).unwrap(), u);
     }
 

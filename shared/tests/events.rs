@@ -38,6 +38,8 @@ enum Kind {
     SweepScheduled,
     /// A manual sweep payload.
     SweepManual,
+    /// A DynamoDB stream batch for `notify`: run through it by `tests/notify.rs`.
+    Notify,
 }
 
 /// Every file in `events/`, and what it is.
@@ -57,8 +59,11 @@ const SAMPLES: &[(&str, Kind)] = &[
     ("status.json", api(STATUS)),
     ("complete.json", api(COMPLETE)),
     ("abort.json", api(ABORT)),
+    ("list-uploads.json", api(LIST_UPLOADS)),
+    ("sign-part-batch-checked.json", api(BATCH_CHECKED)),
     ("sweep-scheduled.json", Kind::SweepScheduled),
     ("sweep-manual.json", Kind::SweepManual),
+    ("notify.json", Kind::Notify),
 ];
 
 const fn api(route: &'static str) -> Kind {
@@ -66,6 +71,16 @@ const fn api(route: &'static str) -> Kind {
         route,
         anonymous: false,
     }
+}
+
+const LIST_UPLOADS: &str = "GET /s3/multipart";
+const BATCH_CHECKED: &str = "POST /s3/multipart/{uploadId}/batch";
+
+/// CRC32C of `bytes`, base64, as the `x-amz-checksum-crc32c` header carries it.
+fn crc32c_b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 /// The sample that starts the uploads the other samples act on.
@@ -336,7 +351,7 @@ fn sweep_samples_have_the_documented_fields() {
                         && raw["limit"].is_u64()
                 );
             }
-            Kind::Api { .. } => {}
+            Kind::Api { .. } | Kind::Notify => {}
         }
     }
 }
@@ -832,6 +847,91 @@ async fn api_samples_succeed_against_the_local_stack() {
                 let (_, stored) = ctx.storage.head(&up.key).await.unwrap().expect("object");
                 assert_eq!(stored, size, "{name}: the object is whole");
                 assert_eq!(tracked_status(ctx, &up).await, Status::Completed, "{name}");
+            }
+            Operation::ListUploads => {
+                let who = owner.clone().expect("owner");
+                let (older, _, _) = start(ctx, &who).await;
+                upload_part(ctx, &who, &older, 1, bytes(1024, 8)).await;
+                let (newer, _, _) = start(ctx, &who).await;
+                let (status, body) = invoke(ctx, name, sample).await;
+                assert_eq!(status, 200, "{name}: {body}");
+                let listed = body["uploads"].as_array().expect("uploads");
+                let limit: usize = raw["queryStringParameters"]["limit"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(listed.len() <= limit, "{name}: at most limit");
+                let position = |id: &str| {
+                    listed
+                        .iter()
+                        .position(|u| u["uploadId"] == id)
+                        .unwrap_or_else(|| panic!("{name}: {id} not listed: {body}"))
+                };
+                assert!(
+                    position(&newer.upload_id) < position(&older.upload_id),
+                    "{name}: newest first"
+                );
+                let owner_seg = keys::owner_segment(&who);
+                for u in listed {
+                    assert!(
+                        u["key"]
+                            .as_str()
+                            .unwrap()
+                            .contains(&format!("/{owner_seg}/")),
+                        "{name}: only the caller's uploads: {u}"
+                    );
+                    assert_eq!(u["state"], "ACTIVE", "{name}: state=live");
+                }
+                assert_eq!(listed[position(&older.upload_id)]["bytesHeld"], 1024);
+                assert_eq!(listed[position(&newer.upload_id)]["bytesHeld"], 0);
+                clean_up(ctx, Some(&who), &older).await;
+                clean_up(ctx, Some(&who), &newer).await;
+            }
+            Operation::SignBatchChecked => {
+                let who = owner.clone().expect("owner");
+                let up = create(
+                    ctx,
+                    &who,
+                    json!({"filename": "checked.bin", "size": 1024, "checksumAlgorithm": "CRC32C"}),
+                )
+                .await;
+                let part = bytes(1024, 9);
+                let crc = crc32c_b64(&part);
+                let mut v = retarget(name, &raw, &up);
+                let mut asked: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+                asked["parts"] = json!([{"partNumber": 1, "checksum": crc}]);
+                let text = asked.to_string();
+                v["headers"]["content-length"] = json!(text.len().to_string());
+                v["body"] = json!(text);
+                let (status, body) = invoke(ctx, name, to_event(name, &v)).await;
+                assert_eq!(status, 200, "{name}: {body}");
+                assert_eq!(body["expires"], json!(expiry), "{name}");
+                assert_eq!(
+                    body["headers"],
+                    json!({"1": {"x-amz-checksum-crc32c": crc}}),
+                    "{name}"
+                );
+                let resp = http()
+                    .put(body["presignedUrls"]["1"].as_str().unwrap())
+                    .header("x-amz-checksum-crc32c", &crc)
+                    .body(part)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{name}: PUT with its signed checksum");
+                let held = ctx
+                    .storage
+                    .list_parts(&up.key, &up.upload_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    held[0].checksum.as_ref().map(|c| c.value.clone()),
+                    Some(crc),
+                    "{name}"
+                );
+                clean_up(ctx, Some(&who), &up).await;
             }
             Operation::Abort => {
                 let who = owner.clone().expect("owner");

@@ -316,7 +316,8 @@ async fn other_owners_and_anonymous_callers_are_refused() {
         .json(json!({"filename": "a"}))
         .send(&ctx)
         .await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "Unauthorized");
     assert_eq!(
         ctx.store.get(&up.upload_id).await.unwrap().unwrap().status,
         Status::Active
@@ -610,4 +611,112 @@ fn key_tail(key: &str) -> String {
         .next()
         .unwrap_or_default()
         .replace(' ', "%20")
+}
+
+#[tokio::test]
+async fn a_repeated_complete_returns_the_first_result_whatever_the_body() {
+    let ctx = ctx().await;
+    let alice = owner("alice");
+    let up = create(&ctx, &alice, json!({"filename": "again.bin"})).await;
+    upload_part(&ctx, &alice, &up, 1, bytes(100, 1)).await;
+    let complete = || {
+        Call::new(COMPLETE)
+            .owner(&alice)
+            .path("uploadId", &up.upload_id)
+            .query("key", &up.key)
+    };
+    let (status, first) = complete().send(&ctx).await;
+    assert_eq!(status, 200, "{first}");
+    for body in [
+        "{not json",
+        "[1, 2]",
+        "{\"parts\": \"all\"}",
+        "{\"parts\": []}",
+    ] {
+        let (status, again) = complete().raw_body(body).send(&ctx).await;
+        assert_eq!((status, &again), (200, &first), "body {body:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_file_gets_one_presigned_put_and_nothing_tracked() {
+    let ctx = ctx().await;
+    let alice = owner("alice");
+    let (status, body) = Call::new(CREATE)
+        .owner(&alice)
+        .json(json!({"filename": "empty.log", "type": "text/plain", "size": 0, "checksumAlgorithm": "CRC32C"}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["uploadId"].is_null(), "{body}");
+    assert_eq!(body["method"], "PUT");
+    assert_eq!(body["expires"], ctx.config.url_expiry.as_secs());
+    assert_eq!(body["headers"], json!({"content-type": "text/plain"}));
+    let key = body["key"].as_str().unwrap();
+    assert!(key.ends_with("/empty.log"), "{key}");
+
+    // Without its signed content type the PUT is refused; with it, it lands.
+    let url = body["url"].as_str().unwrap();
+    let resp = http().put(url).body(Vec::new()).send().await.unwrap();
+    // S3 answers 403 (signature mismatch), Garage 400 (signed header missing).
+    let status = resp.status().as_u16();
+    assert!(
+        status == 403 || status == 400,
+        "unsigned content type: {status}"
+    );
+    assert_eq!(s3_object(&ctx, key).await, None, "nothing landed");
+    let resp = http()
+        .put(url)
+        .header("content-type", "text/plain")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(s3_object(&ctx, key).await, Some(vec![]), "an empty object");
+    let (_, size) = ctx.storage.head(key).await.unwrap().unwrap();
+    assert_eq!(size, 0);
+
+    // Nothing live for the sweep: no multipart upload, no tracked item.
+    let prefix = key.rsplit_once('/').unwrap().0;
+    assert_eq!(s3_uploads_under(&ctx, prefix).await, vec![]);
+    let (status, listed) = Call::new("GET /s3/multipart")
+        .owner(&alice)
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["uploads"], json!([]));
+}
+
+#[tokio::test]
+async fn an_empty_file_posts_through_the_form_byte_exact() {
+    let ctx = ctx().await;
+    let alice = owner("alice");
+    let (status, form) = Call::new(PARAMS)
+        .owner(&alice)
+        .query("filename", "empty.txt")
+        .query("type", "text/plain")
+        .query("size", 0)
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{form}");
+    let mut multipart = reqwest::multipart::Form::new();
+    for (f, v) in form["fields"].as_object().unwrap() {
+        multipart = multipart.text(f.clone(), v.as_str().unwrap().to_string());
+    }
+    let file = reqwest::multipart::Part::bytes(Vec::new()).file_name("empty.txt");
+    let resp = http()
+        .post(form["url"].as_str().unwrap())
+        .multipart(multipart.part("file", file))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        resp.text().await.unwrap()
+    );
+    let key = form["fields"]["key"].as_str().unwrap();
+    assert_eq!(s3_object(&ctx, key).await, Some(vec![]));
 }

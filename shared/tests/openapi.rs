@@ -16,12 +16,12 @@
 //! Pure: no network, no stack. `scripts/checks.sh` validates the document
 //! itself with openapi-spec-validator.
 
-use partwise::api::{Function, Operation, ROUTES};
+use partwise::api::{Function, Operation, ROUTES, UploadSummary};
 use partwise::error::Error;
-use partwise::model::{Completion, Status};
+use partwise::model::{ChecksumAlgorithm, Completion, ObjectChecksum, Status, Upload};
 use partwise::plan::PartPlan;
 use partwise::presign::{PolicyInput, PostForm, SignedUrl, sign_post_policy};
-use partwise::storage::Part;
+use partwise::storage::{Part, PartChecksum};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -35,6 +35,7 @@ const SIGN_RS: &str = include_str!("../src/api/sign.rs");
 const PARTS_RS: &str = include_str!("../src/api/parts.rs");
 const COMPLETE_RS: &str = include_str!("../src/api/complete.rs");
 const ABORT_RS: &str = include_str!("../src/api/abort.rs");
+const UPLOADS_RS: &str = include_str!("../src/api/uploads.rs");
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -132,6 +133,22 @@ fn handler(op: Operation) -> Handler {
             "abort",
             Body::Json,
         ),
+        Operation::ListUploads => h(
+            "listUploads",
+            PARTWISE,
+            "uploads",
+            UPLOADS_RS,
+            "list",
+            Body::Json,
+        ),
+        Operation::SignBatchChecked => h(
+            "signPartsWithChecksums",
+            PARTWISE,
+            "sign",
+            SIGN_RS,
+            "batch_checked",
+            Body::Json,
+        ),
     }
 }
 
@@ -226,7 +243,14 @@ struct Schemas<'a> {
 }
 
 /// Keywords that say nothing about validity.
-const ANNOTATIONS: &[&str] = &["description", "format", "title", "examples", "deprecated"];
+const ANNOTATIONS: &[&str] = &[
+    "description",
+    "format",
+    "title",
+    "examples",
+    "deprecated",
+    "default",
+];
 
 impl<'a> Schemas<'a> {
     fn new(root: &'a Value) -> Self {
@@ -626,8 +650,8 @@ fn inline_properties(schema: &Value, out: &mut BTreeSet<String>) {
 
 /// Statuses a handler's source shows it can answer, by what it calls.
 const MARKERS: &[(&str, &[u16])] = &[
-    ("req.owner(", &[403]),
-    ("owned_upload(", &[400, 403, 404]),
+    ("req.owner(", &[401]),
+    ("owned_upload(", &[400, 401, 404]),
     ("req.path(", &[400]),
     ("req.json", &[400, 413]),
     ("keys::sanitize_filename(", &[400]),
@@ -641,6 +665,7 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("lifecycle::complete(", &[404, 409, 422]),
     ("bad_request(", &[400]),
     ("Error::BadRequest", &[400]),
+    ("Error::Unauthorized", &[401]),
     ("Error::Forbidden", &[403]),
     ("Error::NotFound", &[404]),
     ("Error::Conflict", &[409]),
@@ -649,7 +674,8 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("Error::Throttled", &[429]),
 ];
 
-/// Documented on every route: API Gateway's 401 (JWT mode), 429 (the
+/// Documented on every route: 401 (API Gateway's authorizer in JWT mode, or
+/// the function without a caller identity), 429 (the
 /// handlers' AWS calls, or the route throttling) and 500.
 const ALWAYS: &[u16] = &[401, 429, 500];
 
@@ -658,7 +684,8 @@ const ALWAYS: &[u16] = &[401, 429, 500];
 fn every_error() -> Vec<Error> {
     let all = vec![
         Error::BadRequest("invalid JSON body".into()),
-        Error::Forbidden("this API needs an authenticated caller".into()),
+        Error::Unauthorized("this API needs an authenticated caller".into()),
+        Error::Forbidden("not allowed".into()),
         Error::NotFound("no upload \"x\"".into()),
         Error::Conflict("the upload was aborted".into()),
         Error::TooLarge("too large".into()),
@@ -671,6 +698,7 @@ fn every_error() -> Vec<Error> {
     for e in &all {
         match e {
             Error::BadRequest(_)
+            | Error::Unauthorized(_)
             | Error::Forbidden(_)
             | Error::NotFound(_)
             | Error::Conflict(_)
@@ -883,7 +911,11 @@ fn error_responses_use_the_shared_error_schema() {
             let media = json_media(&s, response, &what);
             let schema = &media["schema"];
             match code {
-                401 => assert_eq!(schema, &gateway_ref, "{what}: API Gateway's authorizer"),
+                401 => assert_eq!(
+                    schema,
+                    &json!({"oneOf": [error_ref, gateway_ref]}),
+                    "{what}: the handler's or API Gateway's authorizer"
+                ),
                 429 => assert_eq!(
                     schema,
                     &json!({"oneOf": [error_ref, gateway_ref]}),
@@ -1030,8 +1062,22 @@ fn typed_responses_fit_their_schemas() {
     let signed = SignedUrl {
         url: url.into(),
         expires: 3600,
+        headers: BTreeMap::new(),
     };
     s.assert_valid(named("SignedUrl"), &value(&signed), "SignedUrl");
+    assert!(
+        value(&signed).get("headers").is_none(),
+        "no headers without a checksum, as Companion answers"
+    );
+    let checked = SignedUrl {
+        headers: BTreeMap::from([("x-amz-checksum-crc32c".into(), "yZRlqg==".into())]),
+        ..signed.clone()
+    };
+    s.assert_valid(
+        named("SignedUrl"),
+        &value(&checked),
+        "SignedUrl with headers",
+    );
 
     // GET /s3/params: presign::PostForm with real signed fields, with and
     // without a session token.
@@ -1070,14 +1116,29 @@ fn typed_responses_fit_their_schemas() {
             part_number: 1,
             etag: "\"9b2cf535f27731c974343645a3985328\"".into(),
             size: 16 << 20,
+            checksum: None,
         },
         Part {
             part_number: 2,
             etag: "\"6f1ed002ab5595859014ebf0951522d9\"".into(),
             size: 4 << 20,
+            checksum: None,
         },
     ];
     s.assert_valid(list, &value(&parts), "Vec<Part>");
+    // With checksums: S3's own field for each algorithm, beside the others.
+    for a in ChecksumAlgorithm::ALL {
+        let p = Part {
+            checksum: Some(PartChecksum {
+                algorithm: a,
+                value: "yZRlqg==".into(),
+            }),
+            ..parts[0].clone()
+        };
+        let v = value(&p);
+        assert_eq!(v[a.part_field()], "yZRlqg==", "{v}");
+        s.assert_valid(list, &json!([v]), "Part with a checksum");
+    }
 
     // The named parts of the hand-built bodies: plan, completion, states.
     for size in [0, 20 << 20, 5 << 40] {
@@ -1093,8 +1154,75 @@ fn typed_responses_fit_their_schemas() {
         etag: "\"3858f62230ac3c915f300c664312c11f-2\"".into(),
         size: 20 << 20,
         location: "uploads/alice/0193/x.mp4".into(),
+        checksum: None,
     };
     s.assert_valid(named("Completion"), &value(&completion), "Completion");
+    let checksummed = Completion {
+        checksum: Some(ObjectChecksum {
+            algorithm: ChecksumAlgorithm::Crc32c,
+            checksum_type: ChecksumAlgorithm::Crc32c.checksum_type().into(),
+            value: "Qm9Jdw==-2".into(),
+        }),
+        ..completion.clone()
+    };
+    s.assert_valid(
+        named("Completion"),
+        &value(&checksummed),
+        "Completion with a checksum",
+    );
+    // The algorithms and checksum types the spec names are model.rs's.
+    let algorithms: Vec<Value> = ChecksumAlgorithm::ALL.iter().map(value).collect();
+    assert_eq!(
+        named("ObjectChecksum")["properties"]["algorithm"]["enum"],
+        Value::Array(algorithms.clone())
+    );
+    let mut with_null = algorithms.clone();
+    with_null.push(Value::Null);
+    assert_eq!(
+        named("CreateUploadRequest")["properties"]["checksumAlgorithm"]["enum"],
+        Value::Array(with_null)
+    );
+    for a in ChecksumAlgorithm::ALL {
+        s.assert_valid(
+            &named("ObjectChecksum")["properties"]["type"],
+            &json!(a.checksum_type()),
+            "checksum type",
+        );
+    }
+
+    // GET /s3/multipart: api::UploadSummary, bare and with every option.
+    let upload = Upload {
+        upload_id: "u".into(),
+        key: "uploads/alice/0193/x.mp4".into(),
+        owner: "alice".into(),
+        status: Status::Active,
+        initiated_at: 1_795_598_149_117,
+        updated_at: 1_795_598_149_117,
+        filename: "x.mp4".into(),
+        content_type: "video/mp4".into(),
+        size: None,
+        plan: None,
+        completion: None,
+        expires_at: None,
+        checksum: None,
+    };
+    let bare = value(&UploadSummary::new(&upload, None));
+    s.assert_valid(named("UploadSummary"), &bare, "UploadSummary");
+    assert!(bare["size"].is_null() && bare.get("bytesHeld").is_none());
+    let full = Upload {
+        size: Some(20 << 20),
+        plan: Some(PartPlan::for_size(20 << 20, 16 << 20).unwrap()),
+        checksum: Some(ChecksumAlgorithm::Sha256),
+        status: Status::Completed,
+        ..upload.clone()
+    };
+    let full = value(&UploadSummary::new(&full, Some(16 << 20)));
+    s.assert_valid(named("UploadSummary"), &full, "UploadSummary, every field");
+    s.assert_valid(
+        named("UploadList"),
+        &json!({"uploads": [bare, full], "next": "eyJvIjoiYSJ9"}),
+        "UploadList",
+    );
     let states: Vec<Value> = Status::ALL.iter().map(value).collect();
     assert_eq!(
         named("UploadState")["enum"],
@@ -1107,6 +1235,7 @@ fn typed_responses_fit_their_schemas() {
 
     // The validator is strict: a response type does not fit another's schema.
     assert!(!s.errors(named("PostForm"), &value(&signed)).is_empty());
+    assert!(!s.errors(named("UploadSummary"), &value(&signed)).is_empty());
     assert!(!s.errors(named("SignedUrl"), &value(&completion)).is_empty());
     assert!(!s.errors(list, &value(&signed)).is_empty());
 }

@@ -3,8 +3,8 @@
 use super::{Request, owned_upload, response};
 use crate::config::limits;
 use crate::error::{Error, Result};
-use crate::model::{Completion, Status, Upload};
-use crate::storage::Part;
+use crate::model::{Actor, ChecksumAlgorithm, Completion, Status, Upload};
+use crate::storage::{Part, PartChecksum};
 use crate::{Context, lifecycle};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde::Deserialize;
@@ -17,20 +17,56 @@ struct CompleteBody {
     parts: Option<Vec<RequestedPart>>,
 }
 
-/// Uppy sends S3's own names; camelCase is accepted too.
+/// Uppy sends S3's own names; camelCase is accepted too. A part's checksum,
+/// when given, goes in S3's field for the upload's algorithm.
 #[derive(Deserialize)]
 struct RequestedPart {
     #[serde(rename = "PartNumber", alias = "partNumber")]
     part_number: u32,
     #[serde(rename = "ETag", alias = "etag", alias = "ETAG")]
     etag: String,
+    #[serde(rename = "ChecksumCRC32C", default)]
+    checksum_crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC32", default)]
+    checksum_crc32: Option<String>,
+    #[serde(rename = "ChecksumSHA256", default)]
+    checksum_sha256: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME", default)]
+    checksum_crc64nvme: Option<String>,
+}
+
+impl RequestedPart {
+    /// The checksum given for this part, checked against the upload's algorithm.
+    fn checksum(&self, upload: &Upload) -> Result<Option<PartChecksum>> {
+        let given: Vec<(ChecksumAlgorithm, &String)> = [
+            (ChecksumAlgorithm::Crc32c, &self.checksum_crc32c),
+            (ChecksumAlgorithm::Crc32, &self.checksum_crc32),
+            (ChecksumAlgorithm::Sha256, &self.checksum_sha256),
+            (ChecksumAlgorithm::Crc64Nvme, &self.checksum_crc64nvme),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| v.as_ref().map(|v| (a, v)))
+        .collect();
+        match (given.as_slice(), upload.checksum) {
+            ([], _) => Ok(None),
+            ([(a, v)], Some(algorithm)) if *a == algorithm => Ok(Some(PartChecksum {
+                algorithm,
+                value: algorithm.check_value(v)?,
+            })),
+            _ => Err(Error::bad_request(format!(
+                "part {}: a checksum other than the upload's own ({})",
+                self.part_number,
+                upload.checksum.map_or("none", |a| a.as_str())
+            ))),
+        }
+    }
 }
 
 /// Completes with the parts given, or with every part S3 holds when none are.
-/// A repeated call returns the first result; a call after an abort is refused.
+/// A repeated call returns the first result, whatever the body; a call after
+/// an abort is refused.
 pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let upload = owned_upload(ctx, req).await?;
-    let body: CompleteBody = req.json()?;
     let completion = match upload.status {
         Status::Completed => upload
             .completion
@@ -45,13 +81,16 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
             ));
         }
         Status::Active => {
+            let body: CompleteBody = req.json()?;
             let held = ctx
                 .storage
                 .list_parts(&upload.key, &upload.upload_id)
                 .await?;
             let Some(held) = held else {
                 // S3 lost the upload under us: settle the item from S3's truth.
-                return match lifecycle::resolve_vanished(ctx, &upload, Status::Active).await? {
+                return match lifecycle::resolve_vanished(ctx, &upload, Status::Active, Actor::Api)
+                    .await?
+                {
                     Status::Completed => answer(ctx.store.get(&upload.upload_id).await?),
                     _ => Err(Error::Conflict(
                         "the upload no longer exists in S3; it was aborted".into(),
@@ -75,10 +114,16 @@ fn answer(now: Option<Upload>) -> Result<ApiGatewayV2httpResponse> {
 }
 
 fn completed(upload: &Upload, c: &Completion) -> ApiGatewayV2httpResponse {
-    response::json(
-        200,
-        &json!({ "location": c.location, "key": upload.key, "etag": c.etag, "size": c.size }),
-    )
+    let mut body =
+        json!({ "location": c.location, "key": upload.key, "etag": c.etag, "size": c.size });
+    if let Some(ck) = &c.checksum {
+        body["checksum"] = json!({
+            "algorithm": ck.algorithm.as_str(),
+            "type": ck.checksum_type,
+            "value": ck.value,
+        });
+    }
+    response::json(200, &body)
 }
 
 fn unquote(etag: &str) -> &str {
@@ -135,7 +180,18 @@ fn choose_parts(
                             r.part_number, r.etag
                         ))
                     })?;
-                parts.push((*held).clone());
+                let mut part = (*held).clone();
+                if let Some(given) = r.checksum(upload)? {
+                    // Checked here like the ETag, before any state changes.
+                    if let Some(own) = part.checksum.as_ref().filter(|own| **own != given) {
+                        return Err(Error::bad_request(format!(
+                            "part {}: checksum {} is not the part's ({}) (InvalidPart)",
+                            r.part_number, given.value, own.value
+                        )));
+                    }
+                    part.checksum = Some(given);
+                }
+                parts.push(part);
             }
             parts
         }

@@ -1,15 +1,16 @@
 //! `POST /s3/multipart` (start an upload) and `GET /s3/params` (a presigned POST form).
 
 use super::{Request, response};
-use crate::error::Result;
-use crate::model::{Status, Upload, now_millis};
+use crate::error::{Error, Result};
+use crate::model::{ChecksumAlgorithm, Status, Upload, now_millis};
 use crate::plan::PartPlan;
 use crate::{Context, keys, validate};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-/// Uppy sends `filename`, `type` and `metadata`; `size` is our addition.
+/// Uppy sends `filename`, `type` and `metadata`; `size` and
+/// `checksumAlgorithm` are our additions.
 #[derive(Deserialize)]
 struct CreateBody {
     filename: String,
@@ -17,23 +18,34 @@ struct CreateBody {
     content_type: Option<String>,
     #[serde(default)]
     size: Option<u64>,
+    #[serde(rename = "checksumAlgorithm", default)]
+    checksum_algorithm: Option<String>,
 }
 
 /// Starts a multipart upload and tracks it. If tracking fails, the S3 upload
-/// is aborted before answering: no orphan is left behind.
+/// is aborted before answering: no orphan is left behind. An empty file
+/// (`size: 0`) cannot be a multipart upload (it needs a part, and a part
+/// cannot be empty), so it gets one presigned PUT instead, untracked.
 pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let owner = req.owner(ctx.config.anonymous)?;
     let body: CreateBody = req.json()?;
     let filename = keys::sanitize_filename(&body.filename)?;
     let content_type = validate::content_type(&ctx.config, body.content_type.as_deref())?;
     let size = validate::size(&ctx.config, body.size)?;
+    let checksum = checksum_algorithm(body.checksum_algorithm.as_deref())?;
     let plan = size
         .map(|s| PartPlan::for_size(s, ctx.config.part_size))
         .transpose()?;
     let id = uuid::Uuid::now_v7().simple().to_string();
     let key = keys::build_key(&ctx.config.key_prefix, &owner, &id, &filename)?;
+    if size == Some(0) {
+        return empty_file(ctx, &key, &content_type).await;
+    }
 
-    let upload_id = ctx.storage.create(&key, &content_type).await?;
+    let upload_id = ctx
+        .storage
+        .create_with_checksum(&key, &content_type, checksum)
+        .await?;
     let now = now_millis();
     let upload = Upload {
         upload_id,
@@ -48,6 +60,7 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         plan,
         completion: None,
         expires_at: None,
+        checksum,
     };
     if let Err(e) = ctx.store.insert(&upload).await {
         if let Err(abort_err) = ctx
@@ -66,7 +79,49 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         body["partSize"] = json!(p.part_size);
         body["partCount"] = json!(p.part_count);
     }
+    if let Some(a) = checksum {
+        body["checksumAlgorithm"] = json!(a.as_str());
+        body["checksumType"] = json!(a.checksum_type());
+    }
     Ok(response::json(200, &body))
+}
+
+/// The optional `checksumAlgorithm`: one S3 knows, in S3's spelling.
+fn checksum_algorithm(raw: Option<&str>) -> Result<Option<ChecksumAlgorithm>> {
+    raw.map(|a| {
+        ChecksumAlgorithm::parse(a).ok_or_else(|| {
+            Error::bad_request(format!(
+                "checksumAlgorithm {a:?} is not one of CRC32C, CRC32, SHA256, CRC64NVME"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// An empty file: one presigned PUT of the whole (empty) object, which works
+/// on S3 and on local S3s alike. No item is tracked: a single PUT leaves no
+/// parts behind, exactly like a POST form.
+async fn empty_file(
+    ctx: &Context,
+    key: &str,
+    content_type: &str,
+) -> Result<ApiGatewayV2httpResponse> {
+    let signed = ctx
+        .presigner
+        .put_object(key, content_type, ctx.config.url_expiry)
+        .await?;
+    tracing::info!(key, "empty file: single PUT signed");
+    Ok(response::json(
+        200,
+        &json!({
+            "key": key,
+            "uploadId": null,
+            "method": "PUT",
+            "url": signed.url,
+            "headers": signed.headers,
+            "expires": signed.expires,
+        }),
+    ))
 }
 
 /// A presigned POST form for a single-request upload of a small file.

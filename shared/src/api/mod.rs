@@ -9,6 +9,7 @@ pub mod request;
 pub mod response;
 pub mod routes;
 mod sign;
+mod uploads;
 
 use crate::Context;
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use crate::model::Upload;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 pub use request::Request;
 pub use routes::{Function, Operation, ROUTES, Route};
+pub use uploads::{Cursor, UploadSummary};
 
 /// Runs `function` on one API Gateway event. Never fails: errors become JSON answers.
 pub async fn handle(
@@ -43,6 +45,8 @@ pub async fn handle(
         Operation::Status => parts::status(ctx, &req).await,
         Operation::Complete => complete::complete(ctx, &req).await,
         Operation::Abort => abort::abort(ctx, &req).await,
+        Operation::ListUploads => uploads::list(ctx, &req).await,
+        Operation::SignBatchChecked => sign::batch_checked(ctx, &req).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

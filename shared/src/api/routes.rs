@@ -45,6 +45,10 @@ pub enum Operation {
     Complete,
     /// Uppy's `abortMultipartUpload`.
     Abort,
+    /// The caller's uploads, newest first, a page at a time.
+    ListUploads,
+    /// Many part URLs in one call, each part's checksum signed in.
+    SignBatchChecked,
 }
 
 /// A route as API Gateway names it (`routeKey`), and the function behind it.
@@ -130,6 +134,18 @@ pub const ROUTES: &[Route] = &[
         Function::Abort,
         Operation::Abort,
     ),
+    route(
+        "GET",
+        "/s3/multipart",
+        Function::ListParts,
+        Operation::ListUploads,
+    ),
+    route(
+        "POST",
+        "/s3/multipart/{uploadId}/batch",
+        Function::SignPart,
+        Operation::SignBatchChecked,
+    ),
 ];
 
 /// Path parameters by name, decoded.
@@ -204,6 +220,25 @@ mod tests {
         let (r, p) = match_route("GET", "/s3/multipart/abc/7").unwrap();
         assert_eq!(r.function, Function::SignPart);
         assert_eq!(p[1], ("partNumber", "7".to_string()));
+    }
+
+    #[test]
+    fn methods_tell_same_paths_apart() {
+        let (r, p) = match_route("GET", "/s3/multipart").unwrap();
+        assert_eq!(
+            (r.function, r.operation, p.len()),
+            (Function::ListParts, Operation::ListUploads, 0)
+        );
+        let (r, _) = match_route("POST", "/s3/multipart").unwrap();
+        assert_eq!(r.operation, Operation::Create);
+        let (r, p) = match_route("POST", "/s3/multipart/abc/batch").unwrap();
+        assert_eq!(
+            (r.function, r.operation),
+            (Function::SignPart, Operation::SignBatchChecked)
+        );
+        assert_eq!(p, vec![("uploadId", "abc".to_string())]);
+        let (r, _) = match_route("GET", "/s3/multipart/abc/batch").unwrap();
+        assert_eq!(r.operation, Operation::SignBatch);
     }
 
     #[test]

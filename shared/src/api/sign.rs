@@ -1,11 +1,14 @@
-//! `GET /s3/multipart/{uploadId}/{partNumber}` and the batch form
-//! `GET /s3/multipart/{uploadId}/batch?partNumbers=1,2,5-9`.
+//! `GET /s3/multipart/{uploadId}/{partNumber}`, the batch form
+//! `GET /s3/multipart/{uploadId}/batch?partNumbers=1,2,5-9`, and
+//! `POST /s3/multipart/{uploadId}/batch` with each part's checksum.
 
 use super::{Request, owned_upload, response};
 use crate::error::{Error, Result};
 use crate::model::{Status, Upload};
+use crate::storage::PartChecksum;
 use crate::{Context, validate};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use serde::Deserialize;
 use serde_json::{Map, json};
 
 /// Signing is only for live uploads still taking parts.
@@ -20,13 +23,41 @@ async fn active_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
     Ok(upload)
 }
 
-/// One part URL: `{url, expires}` as Companion answers.
+/// A part's checksum as the client gave it, checked against the upload's
+/// algorithm. An upload started with an algorithm needs one for every part:
+/// S3 refuses a part of it that comes without one, so its URL would be a trap.
+fn part_checksum(upload: &Upload, given: Option<&str>) -> Result<Option<PartChecksum>> {
+    match (upload.checksum, given) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Error::bad_request(
+            "this upload was started without checksumAlgorithm; parts cannot carry a checksum",
+        )),
+        (Some(algorithm), None) => Err(Error::bad_request(format!(
+            "this upload checks every part with {}: give each part's checksum",
+            algorithm.as_str()
+        ))),
+        (Some(algorithm), Some(value)) => Ok(Some(PartChecksum {
+            algorithm,
+            value: algorithm.check_value(value)?,
+        })),
+    }
+}
+
+/// One part URL: `{url, expires}` as Companion answers; with `checksum`, also
+/// the `headers` signed into it, which the PUT must carry.
 pub async fn one(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let upload = active_upload(ctx, req).await?;
     let n = validate::part_number(req.path("partNumber")?, upload.plan.map(|p| p.part_count))?;
+    let checksum = part_checksum(&upload, req.query("checksum").as_deref())?;
     let signed = ctx
         .presigner
-        .part(&upload.key, &upload.upload_id, n, ctx.config.url_expiry)
+        .part_with_checksum(
+            &upload.key,
+            &upload.upload_id,
+            n,
+            ctx.config.url_expiry,
+            checksum.as_ref(),
+        )
         .await?;
     Ok(response::json(200, &signed))
 }
@@ -34,6 +65,12 @@ pub async fn one(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpRes
 /// Many part URLs in one call: `{presignedUrls: {"1": url, ...}, expires}`.
 pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let upload = active_upload(ctx, req).await?;
+    if let Some(a) = upload.checksum {
+        return Err(Error::bad_request(format!(
+            "this upload checks every part with {}: sign with POST and each part's checksum",
+            a.as_str()
+        )));
+    }
     let raw = req
         .query("partNumbers")
         .ok_or_else(|| Error::bad_request("partNumbers is required, e.g. partNumbers=1,2,5-9"))?;
@@ -53,5 +90,71 @@ pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
     Ok(response::json(
         200,
         &json!({ "presignedUrls": urls, "expires": ctx.config.url_expiry.as_secs() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    /// The upload's key, as the `key` query parameter elsewhere.
+    #[serde(default)]
+    key: Option<String>,
+    parts: Vec<BatchPart>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BatchPart {
+    part_number: u32,
+    #[serde(default)]
+    checksum: Option<String>,
+}
+
+/// Many part URLs in one call, each with its part's checksum signed in:
+/// `{presignedUrls: {"1": url, ...}, headers: {"1": {...}, ...}, expires}`.
+/// `headers` names only the parts that have signed headers (every part, for
+/// an upload started with a checksum algorithm; none without).
+pub async fn batch_checked(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
+    let upload = active_upload(ctx, req).await?;
+    let body: BatchBody = req.json()?;
+    if body.key.as_deref().is_some_and(|k| k != upload.key) {
+        return Err(Error::NotFound(format!(
+            "no upload {:?} with that key",
+            upload.upload_id
+        )));
+    }
+    if body.parts.is_empty() || body.parts.len() > ctx.config.max_batch_sign {
+        return Err(Error::bad_request(format!(
+            "parts must list 1 to {} parts",
+            ctx.config.max_batch_sign
+        )));
+    }
+    let part_count = upload.plan.map(|p| p.part_count);
+    let mut urls = Map::with_capacity(body.parts.len());
+    let mut headers = Map::new();
+    for p in &body.parts {
+        let n = validate::part_number(&p.part_number.to_string(), part_count)?;
+        if urls.contains_key(&n.to_string()) {
+            return Err(Error::bad_request(format!("part {n} is listed twice")));
+        }
+        let checksum = part_checksum(&upload, p.checksum.as_deref())?;
+        let signed = ctx
+            .presigner
+            .part_with_checksum(
+                &upload.key,
+                &upload.upload_id,
+                n,
+                ctx.config.url_expiry,
+                checksum.as_ref(),
+            )
+            .await?;
+        if !signed.headers.is_empty() {
+            headers.insert(n.to_string(), json!(signed.headers));
+        }
+        urls.insert(n.to_string(), json!(signed.url));
+    }
+    Ok(response::json(
+        200,
+        &json!({ "presignedUrls": urls, "headers": headers, "expires": ctx.config.url_expiry.as_secs() }),
     ))
 }
