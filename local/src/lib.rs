@@ -4,8 +4,15 @@
 //!
 //! - [`stack`]: start (or attach to) the local stack, shaped by `template.yaml`;
 //! - [`server`]: serve the HTTP API on loopback, exactly as API Gateway would call the Lambdas;
-//! - [`template`]: `template.yaml`, read so local and cloud cannot drift apart.
+//! - [`template`]: `template.yaml`, read so local and cloud cannot drift apart;
+//! - [`runtime_api`]: a Lambda Runtime API, to run a function's real binary as Lambda does;
+//! - [`events`]: the table's stream fed to `notify`; [`eventbridge`]: a PutEvents receiver on loopback;
+//! - [`backlog`]: seed stale uploads, and count what a sweep left.
 
+pub mod backlog;
+pub mod eventbridge;
+pub mod events;
+pub mod runtime_api;
 pub mod server;
 pub mod stack;
 pub mod template;

@@ -54,6 +54,15 @@ async fn assert_table_matches_template(stack: &Stack, table: &str) {
         );
     }
 
+    // The stream is the upload events' outbox: it must exist with the template's view.
+    let want_stream = def.stream_specification.as_ref();
+    assert!(
+        want_stream.is_some(),
+        "template.yaml's table has no StreamSpecification"
+    );
+    assert_eq!(t.stream_specification(), want_stream);
+    assert!(t.latest_stream_arn().is_some(), "the table has no stream");
+
     let ttl = stack
         .dynamodb()
         .describe_time_to_live()

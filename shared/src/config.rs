@@ -64,6 +64,13 @@ pub struct Config {
     pub sweep_concurrency: usize,
     /// `PARTWISE_SWEEP_SAFETY_MARGIN_MS` (`10000`): stop claiming work this long before the deadline.
     pub sweep_safety_margin: Duration,
+    /// `PARTWISE_SWEEP_TIMEOUT_SECS` (`900`, 1-900): the sweep function's timeout. The
+    /// budget when an invoker's deadline cannot be trusted (one already past on arrival).
+    pub sweep_timeout: Duration,
+    /// `PARTWISE_EVENT_BUS` (`default`): the EventBridge bus `notify` publishes upload events to.
+    pub event_bus: String,
+    /// `PARTWISE_EVENT_SOURCE` (`partwise`): the `source` of those events.
+    pub event_source: String,
 }
 
 impl Config {
@@ -140,6 +147,14 @@ impl Config {
             ));
         }
 
+        // EventBridge reserves `aws.*` sources for AWS services.
+        let event_source = get("PARTWISE_EVENT_SOURCE").unwrap_or_else(|| "partwise".into());
+        if event_source.starts_with("aws.") || event_source.len() > 256 {
+            return Err(Error::Config(format!(
+                "PARTWISE_EVENT_SOURCE: {event_source:?} is reserved or too long"
+            )));
+        }
+
         Ok(Config {
             bucket: required("PARTWISE_BUCKET")?,
             table: required("PARTWISE_TABLE")?,
@@ -174,6 +189,9 @@ impl Config {
                 0,
                 600_000,
             )?),
+            sweep_timeout: Duration::from_secs(num("PARTWISE_SWEEP_TIMEOUT_SECS", 900, 1, 900)?),
+            event_bus: get("PARTWISE_EVENT_BUS").unwrap_or_else(|| "default".into()),
+            event_source,
         })
     }
 

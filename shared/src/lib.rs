@@ -3,6 +3,7 @@
 //! Every Lambda in `functions/` is a thin shell around this crate:
 //! - [`api`]: the HTTP API's handlers and route table (API Gateway payload 2.0);
 //! - [`lifecycle`]: complete and abort, choreographed with the state machine;
+//! - [`notify`]: upload events, from the tracking table's stream to EventBridge;
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
 //! - [`keys`]: safe object keys; [`config`]: settings, validated once;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod keys;
 pub mod lifecycle;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod presign;
 pub mod runtime;

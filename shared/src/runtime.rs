@@ -39,13 +39,11 @@ pub async fn serve_sweep() -> Result<(), lambda_runtime::Error> {
     let ctx = &Context::from_env().await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let remaining = Duration::from_millis(
-                event
-                    .context
-                    .deadline
-                    .saturating_sub(now_millis().max(0) as u64),
+            let deadline = sweep_deadline(
+                event.context.deadline,
+                now_millis(),
+                ctx.config.sweep_timeout,
             );
-            let deadline = Instant::now() + remaining;
             // Boxed: the sweep's future is deep enough to overflow the compiler's
             // layout recursion limit when inlined into the runtime's service.
             Box::pin(crate::sweep::handle(ctx, event.payload, Some(deadline))).await
@@ -54,12 +52,74 @@ pub async fn serve_sweep() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Serves `notify`: DynamoDB stream batches in, partial batch failures out.
+pub async fn serve_notify() -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    let notifier = &crate::notify::Notifier::from_env().await?;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| async move {
+            Ok::<_, Infallible>(crate::notify::handle(notifier, event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// When a sweep invocation must be done, from the runtime's deadline header
+/// (epoch milliseconds). A deadline that is already past when the event
+/// arrives is a broken clock or invoker, not a deadline: cargo-lambda's
+/// emulator sends `600000` (a duration where an instant belongs), which would
+/// leave no time at all and make every run a no-op. Then the function's
+/// configured timeout is the budget, with a warning.
+pub fn sweep_deadline(deadline_ms: u64, now_ms: i64, timeout: Duration) -> Instant {
+    let now_ms = now_ms.max(0) as u64;
+    match deadline_ms.checked_sub(now_ms).filter(|left| *left > 0) {
+        Some(left) => Instant::now() + Duration::from_millis(left),
+        None => {
+            tracing::warn!(
+                deadline_ms,
+                now_ms,
+                budget_secs = timeout.as_secs(),
+                "the invocation's deadline is already past on arrival (a broken clock or invoker); \
+                 using the configured function timeout (PARTWISE_SWEEP_TIMEOUT_SECS) instead"
+            );
+            Instant::now() + timeout
+        }
+    }
+}
+
 /// How a failed sweep invocation reports to Lambda: our code as the error type.
 impl From<crate::Error> for lambda_runtime::Diagnostic {
     fn from(e: crate::Error) -> Self {
         lambda_runtime::Diagnostic {
             error_type: e.code().into(),
             error_message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    #[test]
+    fn a_future_deadline_is_kept() {
+        let d = sweep_deadline(NOW as u64 + 30_000, NOW, Duration::from_secs(900));
+        let left = d.saturating_duration_since(Instant::now());
+        assert!(
+            left <= Duration::from_secs(30) && left > Duration::from_secs(29),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_past_falls_back_to_the_timeout() {
+        // cargo-lambda's emulator: ten minutes after 1970.
+        for broken in [600_000, 0, NOW as u64 - 1, NOW as u64] {
+            let d = sweep_deadline(broken, NOW, Duration::from_secs(900));
+            let left = d.saturating_duration_since(Instant::now());
+            assert!(left > Duration::from_secs(899), "{broken}: {left:?}");
         }
     }
 }

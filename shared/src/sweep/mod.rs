@@ -11,19 +11,22 @@
 //!    service) and aborts them.
 
 mod event;
+mod remaining;
 mod report;
 
 pub use event::{SweepRequest, parse};
+pub use remaining::Remaining;
 pub use report::{Outcome, Summary};
 
 use crate::Context;
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, AbortOutcome};
-use crate::model::{Status, Upload, now_millis};
+use crate::model::{AbortReason, Actor, Status, Upload, now_millis};
 use crate::storage::{Aborted, ListedUpload};
-use crate::store::Transition;
+use crate::store::{Stamp, Transition};
 use futures::{Stream, StreamExt, future, stream};
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,11 @@ const SHARDS_IN_FLIGHT: usize = 4;
 const LOOKUPS_IN_FLIGHT: usize = 2;
 
 /// Runs a sweep for a Lambda event: parse, sweep, log the summary and the EMF line.
+///
+/// A listing that failed after its retries (an index shard, S3's uploads, an
+/// orphan lookup) means stale uploads were not even looked at: the run is
+/// then an error, so Lambda records a failed invocation and the template's
+/// alarm fires, after the summary (with `more_work: true`) has been logged.
 pub async fn handle(
     ctx: &Context,
     event: serde_json::Value,
@@ -51,12 +59,23 @@ pub async fn handle(
     let req = parse(&event, &ctx.config, now_millis())?;
     let summary = run(ctx, &req, deadline).await;
     println!("{}", summary.emf(now_millis()));
-    tracing::info!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "sweep finished");
+    let line = serde_json::to_string(&summary).unwrap_or_default();
+    if let Some(first) = summary.listing_errors.first() {
+        tracing::error!(summary = %line, "sweep incomplete");
+        return Err(Error::Internal(format!(
+            "sweep incomplete: {} listing call(s) failed after retries, so stale uploads were left unexamined \
+             (first: {first}); {} upload(s) aborted before that; more_work stays true and the next run retries",
+            summary.listing_failures,
+            summary.aborted + summary.orphans_aborted + summary.already_gone,
+        )));
+    }
+    tracing::info!(summary = %line, "sweep finished");
     Ok(summary)
 }
 
-/// Sweeps as `req` says. Never fails as a whole: one upload's failure is
-/// counted and logged, and the run goes on.
+/// Sweeps as `req` says, then counts what remains. One upload's failure is
+/// counted and logged, and the run goes on; a failed listing is recorded in
+/// `listing_errors`.
 pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -> Summary {
     let started = Instant::now();
     let budget = Budget {
@@ -67,15 +86,14 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
         limit: req.limit,
         started: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
-        refused: AtomicU64::new(0),
     };
-    let failed = AtomicU64::new(0);
+    let faults = Faults::default();
     let summary = Summary {
         cutoff: req.cutoff_ms,
         dry_run: req.dry_run,
         ..Summary::default()
     };
-    let mut summary = tracked(ctx, req, &budget, &failed, summary).await;
+    let mut summary = tracked(ctx, req, &budget, &faults, summary).await;
     summary.tracked_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         elapsed_ms = summary.tracked_ms,
@@ -83,13 +101,52 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
         "tracked pass finished"
     );
     if !budget.stopped() {
-        summary = orphans(ctx, req, &budget, &failed, summary).await;
+        summary = orphans(ctx, req, &budget, &faults, summary).await;
     }
-    summary.failed += failed.load(Ordering::Relaxed);
-    summary.more_work = budget.stopped();
-    summary.left_for_next_run += budget.refused.load(Ordering::Relaxed);
+    match remaining::count(ctx, req, deadline).await {
+        Ok(r) => {
+            summary.remaining_uploads = r.uploads;
+            summary.remaining_tracked = r.tracked;
+            summary.remaining_exact = r.exact;
+        }
+        Err(e) => faults.record("counting what remains", &e),
+    }
+    (summary.listing_failures, summary.listing_errors) = faults.into_parts();
+    summary.more_work = budget.stopped()
+        || summary.listing_failures > 0
+        || !summary.remaining_exact
+        || summary.remaining_uploads > 0
+        || summary.remaining_tracked > 0;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
+}
+
+/// Listings that failed after their retries: the stale uploads behind them
+/// were never examined, so the run cannot call itself done.
+#[derive(Default)]
+struct Faults {
+    count: AtomicU64,
+    first: Mutex<Vec<String>>,
+}
+
+impl Faults {
+    /// Most messages kept; the count stays exact.
+    const KEPT: usize = 10;
+
+    fn record(&self, what: &str, e: &Error) {
+        tracing::error!(error = %e, "{what} failed; the uploads behind it are left for the next run");
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.len() < Self::KEPT {
+            first.push(format!("{what}: {e}"));
+        }
+    }
+
+    /// How many listings failed, and the first messages.
+    fn into_parts(self) -> (u64, Vec<String>) {
+        let first = self.first.into_inner().unwrap_or_else(|p| p.into_inner());
+        (self.count.into_inner(), first)
+    }
 }
 
 /// When to stop starting new work.
@@ -98,8 +155,6 @@ struct Budget {
     limit: Option<u64>,
     started: AtomicU64,
     stopped: AtomicBool,
-    /// Work seen but not started: left for the next run.
-    refused: AtomicU64,
 }
 
 impl Budget {
@@ -115,15 +170,6 @@ impl Budget {
         }
         self.started.fetch_add(1, Ordering::Relaxed);
         true
-    }
-
-    /// [`Budget::try_start`], counting what it refuses.
-    fn admit(&self) -> bool {
-        let go = self.try_start();
-        if !go {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        go
     }
 
     fn stopped(&self) -> bool {
@@ -158,7 +204,7 @@ where
 fn live_uploads<'a>(
     ctx: &'a Context,
     req: &'a SweepRequest,
-    failed: &'a AtomicU64,
+    faults: &'a Faults,
 ) -> impl Stream<Item = Upload> + 'a {
     // Filtered even at the service prefix: a table shared with other prefixes
     // (tests, staging) must never see its uploads swept by this one.
@@ -167,15 +213,26 @@ fn live_uploads<'a>(
         .map(move |shard| {
             stream::unfold(Some(None), move |state| async move {
                 let start = state?;
-                let page = with_backoff(|| ctx.store.live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)).await;
+                let page = with_backoff(|| {
+                    ctx.store
+                        .live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)
+                })
+                .await;
                 match page {
                     Ok(page) => {
-                        tracing::debug!(shard, items = page.uploads.len(), more = page.next.is_some(), "live-uploads page");
+                        tracing::debug!(
+                            shard,
+                            items = page.uploads.len(),
+                            more = page.next.is_some(),
+                            "live-uploads page"
+                        );
                         Some((stream::iter(page.uploads), page.next.map(Some)))
                     }
                     Err(e) => {
-                        tracing::error!(shard, error = %e, "live-uploads query failed; shard left for the next run");
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        faults.record(
+                            &format!("querying shard {shard} of the live-uploads index"),
+                            &e,
+                        );
                         None
                     }
                 }
@@ -190,13 +247,13 @@ async fn tracked(
     ctx: &Context,
     req: &SweepRequest,
     budget: &Budget,
-    failed: &AtomicU64,
+    faults: &Faults,
     summary: Summary,
 ) -> Summary {
     let examined = AtomicU64::new(0);
     let now = now_millis();
-    let mut summary = live_uploads(ctx, req, failed)
-        .take_while(|_| future::ready(budget.admit()))
+    let mut summary = live_uploads(ctx, req, faults)
+        .take_while(|_| future::ready(budget.try_start()))
         .map(|u| {
             examined.fetch_add(1, Ordering::Relaxed);
             settle_tracked(ctx, u, req.dry_run, now)
@@ -227,8 +284,13 @@ async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Ou
     }
     let result = match u.status {
         Status::Active => match with_backoff(|| {
-            ctx.store
-                .transition(&u.upload_id, Status::Active, Status::Aborting, None)
+            ctx.store.transition_by(
+                &u.upload_id,
+                Status::Active,
+                Status::Aborting,
+                None,
+                Stamp::Aborting(Actor::Sweep, AbortReason::Stale),
+            )
         })
         .await
         {
@@ -238,7 +300,7 @@ async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Ou
         },
         Status::Aborting => finish(ctx, &u).await,
         Status::Completing if stale_completion => {
-            with_backoff(|| lifecycle::resolve_vanished(ctx, &u, Status::Completing))
+            with_backoff(|| lifecycle::resolve_vanished(ctx, &u, Status::Completing, Actor::Sweep))
                 .await
                 .map(|_| Outcome::CompletionResolved)
         }
@@ -263,7 +325,7 @@ async fn finish(ctx: &Context, u: &Upload) -> Result<Outcome> {
 fn listed_stale<'a>(
     ctx: &'a Context,
     req: &'a SweepRequest,
-    failed: &'a AtomicU64,
+    faults: &'a Faults,
 ) -> impl Stream<Item = Vec<ListedUpload>> + 'a {
     stream::unfold(Some(None), move |state| async move {
         let from: Option<(String, String)> = state?;
@@ -277,8 +339,7 @@ fn listed_stale<'a>(
                 Some((stale, page.next.map(Some)))
             }
             Err(e) => {
-                tracing::error!(error = %e, "ListMultipartUploads failed; orphans left for the next run");
-                failed.fetch_add(1, Ordering::Relaxed);
+                faults.record("listing S3's multipart uploads", &e);
                 None
             }
         }
@@ -287,11 +348,7 @@ fn listed_stale<'a>(
 
 /// Of `chunk` (at most 100), the uploads no live item tracks. Live items
 /// belong to the tracked pass; terminal ones should have no upload left.
-async fn untracked(
-    ctx: &Context,
-    chunk: Vec<ListedUpload>,
-    failed: &AtomicU64,
-) -> Vec<ListedUpload> {
+async fn untracked(ctx: &Context, chunk: Vec<ListedUpload>, faults: &Faults) -> Vec<ListedUpload> {
     let ids: Vec<String> = chunk.iter().map(|u| u.upload_id.clone()).collect();
     match with_backoff(|| ctx.store.batch_get(&ids)).await {
         Ok(items) => chunk
@@ -303,8 +360,7 @@ async fn untracked(
             })
             .collect(),
         Err(e) => {
-            tracing::error!(error = %e, "BatchGetItem failed; these orphans are left for the next run");
-            failed.fetch_add(1, Ordering::Relaxed);
+            faults.record("looking up which S3 uploads are tracked", &e);
             Vec::new()
         }
     }
@@ -314,21 +370,21 @@ async fn orphans(
     ctx: &Context,
     req: &SweepRequest,
     budget: &Budget,
-    failed: &AtomicU64,
+    faults: &Faults,
     summary: Summary,
 ) -> Summary {
     let found = AtomicU64::new(0);
-    let mut summary = listed_stale(ctx, req, failed)
+    let mut summary = listed_stale(ctx, req, faults)
         .flat_map(stream::iter)
         .chunks(100)
         // The next lookup runs while this chunk's orphans are aborted.
-        .map(|chunk| untracked(ctx, chunk, failed))
+        .map(|chunk| untracked(ctx, chunk, faults))
         .buffered(LOOKUPS_IN_FLIGHT)
         .flat_map(|orphans| {
             found.fetch_add(orphans.len() as u64, Ordering::Relaxed);
             stream::iter(orphans)
         })
-        .take_while(|_| future::ready(budget.admit()))
+        .take_while(|_| future::ready(budget.try_start()))
         .map(|u| abort_orphan(ctx, u, req.dry_run))
         .buffer_unordered(ctx.config.sweep_concurrency)
         .fold(summary, |s, o| future::ready(s.record(o)))
@@ -412,22 +468,27 @@ mod tests {
             limit: Some(2),
             started: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
-            refused: AtomicU64::new(0),
         };
         assert!(b.try_start() && b.try_start());
-        assert!(!b.admit() && b.stopped());
-        assert_eq!(
-            b.refused.load(Ordering::Relaxed),
-            1,
-            "what is refused is counted"
-        );
+        assert!(!b.try_start() && b.stopped());
         let b = Budget {
             stop_at: Some(Instant::now()),
             limit: None,
             started: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
-            refused: AtomicU64::new(0),
         };
         assert!(!b.try_start());
+    }
+
+    #[test]
+    fn faults_keep_the_first_messages_and_an_exact_count() {
+        let f = Faults::default();
+        for i in 0..Faults::KEPT + 3 {
+            f.record("listing", &Error::Internal(format!("refused {i}")));
+        }
+        let (count, first) = f.into_parts();
+        assert_eq!(count, Faults::KEPT as u64 + 3);
+        assert_eq!(first.len(), Faults::KEPT);
+        assert_eq!(first[0], "listing: refused 0");
     }
 }

@@ -1,0 +1,365 @@
+//! A PutEvents receiver on loopback: the one EventBridge call Partwise makes,
+//! answered as EventBridge would, after checking each request's SigV4
+//! signature against the known credentials (a bad one gets 403). Accepted
+//! entries are recorded; a fault rule can refuse chosen entries on purpose
+//! (`FailedEntryCount` and a per-entry `ErrorCode`), as EventBridge does
+//! under throttling or an internal failure.
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// How far a request's `X-Amz-Date` may be from now, as on AWS.
+const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// One entry EventBridge would have accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub source: String,
+    pub detail_type: String,
+    pub bus: String,
+    /// `Time`, as sent (epoch seconds), if any.
+    pub time: Option<f64>,
+    /// `Detail`, parsed.
+    pub detail: Value,
+}
+
+impl Received {
+    /// The event as a rule's target would see it (envelope and detail), minus
+    /// the ids and account EventBridge adds.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "source": self.source,
+            "detail-type": self.detail_type,
+            "event-bus": self.bus,
+            "time": self.time,
+            "detail": self.detail,
+        })
+    }
+}
+
+/// Decides whether to refuse an entry: given the entry (as sent) and how many
+/// times an entry with the same `Detail` has now been received (1 the first
+/// time), an `ErrorCode` to refuse it with, or `None` to accept it.
+pub type Fault = dyn Fn(&Value, u32) -> Option<String> + Send + Sync;
+
+struct State {
+    access_key: String,
+    secret_key: String,
+    region: String,
+    accepted: Mutex<Vec<Received>>,
+    seen: Mutex<HashMap<String, u32>>,
+    refused_entries: Mutex<u64>,
+    rejected_requests: Mutex<u64>,
+    fault: Mutex<Option<Arc<Fault>>>,
+    feed: broadcast::Sender<Received>,
+}
+
+/// A running receiver; stops when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    /// Listens on a free loopback port, accepting requests signed with this key for `region`.
+    pub async fn start(
+        access_key: &str,
+        secret_key: &str,
+        region: &str,
+    ) -> std::io::Result<Receiver> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            region: region.into(),
+            accepted: Mutex::default(),
+            seen: Mutex::default(),
+            refused_entries: Mutex::default(),
+            rejected_requests: Mutex::default(),
+            fault: Mutex::default(),
+            feed: broadcast::channel(1024).0,
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(respond(&state, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Receiver { addr, state, task })
+    }
+
+    /// For a stack: its test credentials and region.
+    pub async fn for_stack() -> std::io::Result<Receiver> {
+        use crate::stack::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+        Self::start(ACCESS_KEY_ID, SECRET_ACCESS_KEY, REGION).await
+    }
+
+    /// The endpoint (`AWS_ENDPOINT_URL_EVENTBRIDGE`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An EventBridge client on `sdk`'s credentials and region, sending here.
+    pub fn client(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(sdk)
+                .endpoint_url(self.url())
+                .build(),
+        )
+    }
+
+    /// Refuse entries by `fault` from now on (`None`: accept all).
+    pub fn set_fault(&self, fault: Option<Arc<Fault>>) {
+        *lock(&self.state.fault) = fault;
+    }
+
+    /// Every entry accepted so far, in order.
+    pub fn accepted(&self) -> Vec<Received> {
+        lock(&self.state.accepted).clone()
+    }
+
+    /// Entries refused by the fault rule so far.
+    pub fn refused_entries(&self) -> u64 {
+        *lock(&self.state.refused_entries)
+    }
+
+    /// Requests answered 403 (bad or missing signature) so far.
+    pub fn rejected_requests(&self) -> u64 {
+        *lock(&self.state.rejected_requests)
+    }
+
+    /// Accepted entries as they arrive.
+    pub fn subscribe(&self) -> broadcast::Receiver<Received> {
+        self.state.feed.subscribe()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, body: Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Answer {
+    answer(status, json!({"__type": code, "message": message}))
+}
+
+async fn respond(state: &State, req: Request<Incoming>) -> Answer {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "unreadable body",
+        );
+    };
+    if let Err(why) = verify(state, &parts, &body) {
+        *lock(&state.rejected_requests) += 1;
+        return error(StatusCode::FORBIDDEN, "InvalidSignatureException", &why);
+    }
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    if target != Some("AWSEvents.PutEvents") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "only PutEvents is served here",
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "not JSON",
+        );
+    };
+    let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+    if entries.is_empty() || entries.len() > 10 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "Entries must hold 1 to 10 entries",
+        );
+    }
+    let fault = lock(&state.fault).clone();
+    let mut failed = 0;
+    let mut results = vec![];
+    for entry in &entries {
+        let detail_text = entry["Detail"].as_str().unwrap_or_default().to_string();
+        let attempt = {
+            let mut seen = lock(&state.seen);
+            let n = seen.entry(detail_text.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let detail = serde_json::from_str::<Value>(&detail_text);
+        let refusal = match (
+            &detail,
+            entry["Source"].as_str(),
+            entry["DetailType"].as_str(),
+        ) {
+            (Ok(Value::Object(_)), Some(_), Some(_)) => {
+                fault.as_ref().and_then(|f| f(entry, attempt))
+            }
+            _ => Some("MalformedDetail".to_string()),
+        };
+        match refusal {
+            Some(code) => {
+                failed += 1;
+                *lock(&state.refused_entries) += 1;
+                results.push(json!({"ErrorCode": code, "ErrorMessage": "refused on purpose"}));
+            }
+            None => {
+                let received = Received {
+                    source: entry["Source"].as_str().unwrap_or_default().into(),
+                    detail_type: entry["DetailType"].as_str().unwrap_or_default().into(),
+                    bus: entry["EventBusName"].as_str().unwrap_or("default").into(),
+                    time: entry["Time"].as_f64(),
+                    detail: detail.unwrap_or_default(),
+                };
+                lock(&state.accepted).push(received.clone());
+                let _ = state.feed.send(received);
+                results.push(json!({"EventId": uuid::Uuid::new_v4().to_string()}));
+            }
+        }
+    }
+    answer(
+        StatusCode::OK,
+        json!({"FailedEntryCount": failed, "Entries": results}),
+    )
+}
+
+/// Recomputes the request's SigV4 signature from the known secret over the
+/// headers it says it signed, and compares.
+fn verify(state: &State, parts: &hyper::http::request::Parts, body: &[u8]) -> Result<(), String> {
+    let auth = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Authorization header")?;
+    let rest = auth
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or("not AWS4-HMAC-SHA256")?;
+    let field = |name: &str| {
+        rest.split(',')
+            .map(str::trim)
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .ok_or(format!("no {name}"))
+    };
+    let credential = field("Credential")?;
+    let signed_headers = field("SignedHeaders")?;
+    let signature = field("Signature")?;
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [key, _date, region, service, "aws4_request"] = scope[..] else {
+        return Err(format!("malformed credential scope {credential}"));
+    };
+    if key != state.access_key {
+        return Err(format!("unknown access key {key}"));
+    }
+    if region != state.region || service != "events" {
+        return Err(format!("signed for {region}/{service}"));
+    }
+    let amz_date = parts
+        .headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no X-Amz-Date")?;
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let when: SystemTime = time::PrimitiveDateTime::parse(amz_date, format)
+        .map_err(|e| format!("X-Amz-Date {amz_date:?}: {e}"))?
+        .assume_utc()
+        .into();
+    let skew = when
+        .duration_since(SystemTime::now())
+        .or_else(|e| Ok::<_, String>(e.duration()))?;
+    if skew > MAX_SKEW {
+        return Err("X-Amz-Date too far from now".into());
+    }
+    let mut headers = vec![];
+    for name in signed_headers.split(';') {
+        let value = parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(format!("signed header {name} is missing"))?;
+        headers.push((name, value));
+    }
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let identity =
+        Credentials::new(&state.access_key, &state.secret_key, None, None, "receiver").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&state.region)
+        .name("events")
+        .time(when)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let signable = SignableRequest::new(
+        parts.method.as_str(),
+        uri,
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (_, expected) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    if expected != signature {
+        return Err("the signature does not match".into());
+    }
+    Ok(())
+}
