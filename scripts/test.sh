@@ -5,7 +5,8 @@
 #   3. compile every target;
 #   4. start one local stack for the whole run (`partwise-local stack`);
 #   5. run every test of the workspace with the stack's variables exported;
-#   6. Uppy in a real browser against the local API (scripts/e2e.sh);
+#   6. the README's by-hand sweep sequence, checked (scripts/sweep-by-hand.sh);
+#      Uppy in a real browser against the local API (scripts/e2e.sh);
 #   7. template.yaml and openapi.yaml checks (scripts/checks.sh).
 # The stack is stopped however the script ends.
 set -euo pipefail
@@ -61,6 +62,7 @@ source "$work/stack.env"
 
 cargo test --workspace --all-targets
 
+PARTWISE_LOCAL_BIN="$bin" bash scripts/sweep-by-hand.sh
 PARTWISE_LOCAL_BIN="$bin" bash scripts/e2e.sh
 bash scripts/checks.sh
 echo "test.sh: all tests and checks passed"

@@ -21,10 +21,9 @@
 
 mod proxy;
 mod reference;
-mod seed;
 
 use partwise::Context;
-use partwise_local::Stack;
+use partwise_local::{Stack, backlog};
 use proxy::DelayProxy;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -370,9 +369,9 @@ impl Bench<'_> {
 
     /// Seeds `n` uploads under `prefix` and waits until they are in the past
     /// at S3's timestamp resolution (a second), so a cutoff of "now" takes them all.
-    async fn seed(&self, prefix: &str, tracked_percent: usize) -> Result<seed::Seeded, String> {
+    async fn seed(&self, prefix: &str, tracked_percent: usize) -> Result<backlog::Seeded, String> {
         let ctx = self.context(prefix)?;
-        let seeded = seed::uploads(&ctx, self.n, tracked_percent, 64)
+        let seeded = backlog::uploads(&ctx, self.n, self.n * tracked_percent / 100, 64)
             .await
             .map_err(|e| format!("seeding: {e}"))?;
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -502,7 +501,7 @@ impl Bench<'_> {
 
     async fn tracking(&self, label: &str, case: &str) -> Result<Measure, String> {
         let ctx = self.context(&self.prefix(case))?;
-        let ids = seed::items(&ctx, self.n, 64)
+        let ids = backlog::items(&ctx, self.n, 64)
             .await
             .map_err(|e| format!("seeding: {e}"))?;
         let started = Instant::now();

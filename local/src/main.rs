@@ -2,93 +2,80 @@
 //!
 //! - `partwise-local stack [--env-file F]`: start Garage + DynamoDB Local, print
 //!   (and write to F) `export K=V` lines for them, run until SIGINT/SIGTERM.
-//! - `partwise-local serve [--port P] [--anonymous] [--no-dev-auth]`: the same
-//!   stack plus the HTTP API on 127.0.0.1, run until Ctrl-C.
+//! - `partwise-local serve [--port P] [--anonymous] [--no-dev-auth] [--env-file F]`:
+//!   the same stack plus the HTTP API on 127.0.0.1, run until Ctrl-C.
+//! - `partwise-local seed` / `census`: make a backlog of stale uploads on a
+//!   running stack, and count what S3 and the table hold (for trying the sweep).
 
+use clap::{Parser, Subcommand};
 use partwise_local::stack::vars;
-use partwise_local::{ServerOptions, Stack, StackPlan, spawn};
+use partwise_local::{ServerOptions, Stack, StackPlan, backlog, spawn};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
-const USAGE: &str = "\
-usage:
-  partwise-local stack [--env-file FILE]
-      Start Garage + DynamoDB Local on free loopback ports; print `export K=V`
-      lines for them (and write them to FILE); stop on SIGINT/SIGTERM.
-  partwise-local serve [--port PORT] [--anonymous] [--dev-auth | --no-dev-auth]
-      Start the stack and the HTTP API on 127.0.0.1:PORT (default 3000; 0 = any).
-      --anonymous    accept callers without identity (PARTWISE_ANONYMOUS=true)
-      --dev-auth     DEV MODE, on by default: trust bearer tokens unverified
-      --no-dev-auth  no authorizer at all (only --anonymous callers get through)";
-
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Stack {
-        env_file: Option<PathBuf>,
-    },
-    Serve {
-        port: u16,
-        anonymous: bool,
-        dev_auth: bool,
-    },
-    Help,
+#[derive(Debug, Parser, PartialEq, Eq)]
+#[command(
+    name = "partwise-local",
+    about = "Partwise on one machine: Garage + DynamoDB Local and the HTTP API on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse(args: &[String]) -> Result<Command, String> {
-    let Some((sub, rest)) = args.split_first() else {
-        return Err("missing subcommand".into());
-    };
-    let mut rest = rest.iter();
-    match sub.as_str() {
-        "stack" => {
-            let mut env_file = None;
-            while let Some(a) = rest.next() {
-                match a.as_str() {
-                    "--env-file" => {
-                        env_file =
-                            Some(PathBuf::from(rest.next().ok_or("--env-file needs a path")?))
-                    }
-                    other => return Err(format!("unknown argument {other:?}")),
-                }
-            }
-            Ok(Command::Stack { env_file })
-        }
-        "serve" => {
-            let (mut port, mut anonymous, mut dev_auth) = (3000, false, true);
-            while let Some(a) = rest.next() {
-                match a.as_str() {
-                    "--port" => {
-                        let p = rest.next().ok_or("--port needs a number")?;
-                        port = p
-                            .parse()
-                            .map_err(|_| format!("--port: {p:?} is not a port"))?;
-                    }
-                    "--anonymous" => anonymous = true,
-                    "--dev-auth" => dev_auth = true,
-                    "--no-dev-auth" => dev_auth = false,
-                    other => return Err(format!("unknown argument {other:?}")),
-                }
-            }
-            Ok(Command::Serve {
-                port,
-                anonymous,
-                dev_auth,
-            })
-        }
-        "help" | "-h" | "--help" => Ok(Command::Help),
-        other => Err(format!("unknown subcommand {other:?}")),
-    }
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+enum Command {
+    /// Start Garage + DynamoDB Local on free loopback ports; print `export K=V`
+    /// lines for them; stop on SIGINT/SIGTERM.
+    Stack {
+        /// Also write the export lines to this file (removed on stop).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// Start the stack and the HTTP API on 127.0.0.1:PORT.
+    Serve {
+        /// Port on 127.0.0.1 (0 = any free one).
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Accept callers without identity (PARTWISE_ANONYMOUS=true).
+        #[arg(long)]
+        anonymous: bool,
+        /// No authorizer at all (only --anonymous callers get through). By
+        /// default DEV MODE trusts bearer tokens unverified.
+        #[arg(long)]
+        no_dev_auth: bool,
+        /// Also write the stack's export lines (and PARTWISE_API) to this file.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// Create stale uploads on the running stack named by the environment
+    /// (source the env file first): tracked ones and orphans. Prints JSON.
+    Seed {
+        /// Uploads tracked in the table (an S3 upload and its ACTIVE item).
+        #[arg(long, default_value_t = 0)]
+        tracked: usize,
+        /// Uploads in S3 that no item tracks.
+        #[arg(long, default_value_t = 0)]
+        orphans: usize,
+    },
+    /// Count the multipart uploads S3 lists and the live items the table holds
+    /// under a prefix, on the running stack named by the environment. Prints JSON.
+    Census {
+        /// Key prefix (default: PARTWISE_KEY_PREFIX, else `uploads/`).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse(&args) {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("partwise-local: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
         }
     };
     tracing_subscriber::fmt()
@@ -99,19 +86,20 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let result = match command {
-        Command::Help => {
-            println!("{USAGE}");
-            Ok(())
-        }
+    let result = match cli.command {
         Command::Stack { env_file } => {
             runtime().and_then(|rt| rt.block_on(run_stack(env_file.as_deref())))
         }
         Command::Serve {
             port,
             anonymous,
-            dev_auth,
-        } => serve(port, anonymous, dev_auth),
+            no_dev_auth,
+            env_file,
+        } => serve(port, anonymous, !no_dev_auth, env_file.as_deref()),
+        Command::Seed { tracked, orphans } => {
+            runtime().and_then(|rt| rt.block_on(seed(tracked, orphans)))
+        }
+        Command::Census { prefix } => runtime().and_then(|rt| rt.block_on(census(prefix))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,10 +140,7 @@ async fn run_stack(env_file: Option<&Path>) -> Result<(), AnyError> {
     };
     let exports = export_lines(&stack);
     if let Some(path) = env_file {
-        // Written whole then renamed: whoever waits for the file never reads half of it.
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, &exports)?;
-        std::fs::rename(&tmp, path)?;
+        write_whole(path, &exports)?;
     }
     print!("{exports}");
     if let Some(dir) = stack.dir() {
@@ -173,6 +158,13 @@ async fn run_stack(env_file: Option<&Path>) -> Result<(), AnyError> {
     Ok(())
 }
 
+/// Written whole then renamed: whoever waits for the file never reads half of it.
+fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// `export K='V'` for every stack variable.
 fn export_lines(stack: &Stack) -> String {
     vars::ALL
@@ -185,7 +177,12 @@ fn shell_quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', r"'\''"))
 }
 
-fn serve(port: u16, anonymous: bool, dev_auth: bool) -> Result<(), AnyError> {
+fn serve(
+    port: u16,
+    anonymous: bool,
+    dev_auth: bool,
+    env_file: Option<&Path>,
+) -> Result<(), AnyError> {
     let plan = StackPlan::new()?;
     // The stack's variables go into our own environment so that the handlers'
     // context is built by `Context::from_env`, exactly as in a Lambda.
@@ -212,8 +209,19 @@ fn serve(port: u16, anonymous: bool, dev_auth: bool) -> Result<(), AnyError> {
             ..ServerOptions::default()
         };
         let (addr, server) = spawn(ctx, opts).await?;
+        let mut exports = export_lines(&stack);
+        exports.push_str(&format!("export PARTWISE_API={}\n", shell_quote(&format!("http://{addr}"))));
+        if anonymous {
+            exports.push_str("export PARTWISE_ANONYMOUS='true'\n");
+        }
         println!("Partwise API: http://{addr}");
         println!("  bucket {} and table {} on the local stack", stack.bucket(), stack.table());
+        println!("The stack's variables (for cargo lambda, the sweep, the SDKs):");
+        print!("{}", exports.lines().map(|l| format!("  {l}\n")).collect::<String>());
+        if let Some(path) = env_file {
+            write_whole(path, &exports)?;
+            println!("  (also in {}: `source {}`)", path.display(), path.display());
+        }
         println!("Try:");
         println!(
             "  curl -s -X POST http://{addr}/s3/multipart -H 'Authorization: Bearer alice' \\\n    \
@@ -225,53 +233,101 @@ fn serve(port: u16, anonymous: bool, dev_auth: bool) -> Result<(), AnyError> {
         println!("Ctrl-C to stop.");
         stopped.await;
         eprintln!("# stopping");
+        if let Some(path) = env_file {
+            let _ = std::fs::remove_file(path);
+        }
         server.shutdown().await;
         stack.stop();
         Ok(())
     })
 }
 
+/// The context of the running stack the environment names (a sourced env file).
+async fn env_context() -> Result<partwise::Context, AnyError> {
+    if std::env::var_os("AWS_ENDPOINT_URL_S3").is_none() {
+        return Err(
+            "no local stack in the environment: start `scripts/dev.sh` (or \
+                    `partwise-local stack --env-file F`) and `source` the env file it names"
+                .into(),
+        );
+    }
+    Ok(partwise::Context::from_env().await?)
+}
+
+async fn seed(tracked: usize, orphans: usize) -> Result<(), AnyError> {
+    let ctx = env_context().await?;
+    let n = tracked + orphans;
+    backlog::uploads(&ctx, n, tracked, 32).await?;
+    println!(
+        "{}",
+        serde_json::json!({"tracked": tracked, "orphans": orphans, "prefix": ctx.config.key_prefix})
+    );
+    Ok(())
+}
+
+async fn census(prefix: Option<String>) -> Result<(), AnyError> {
+    let ctx = env_context().await?;
+    let prefix = prefix.unwrap_or_else(|| ctx.config.key_prefix.clone());
+    let c = backlog::census(&ctx, &prefix).await?;
+    println!("{}", serde_json::to_string(&c)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn parse(v: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("partwise-local").chain(v.iter().copied()))
+            .map(|c| c.command)
     }
 
     #[test]
     fn arguments_parse() {
         assert_eq!(
-            parse(&args(&["stack", "--env-file", "/tmp/e"])),
-            Ok(Command::Stack {
+            parse(&["stack", "--env-file", "/tmp/e"]).unwrap(),
+            Command::Stack {
                 env_file: Some("/tmp/e".into())
-            })
+            }
         );
         assert_eq!(
-            parse(&args(&["serve"])),
-            Ok(Command::Serve {
+            parse(&["serve"]).unwrap(),
+            Command::Serve {
                 port: 3000,
                 anonymous: false,
-                dev_auth: true
-            })
+                no_dev_auth: false,
+                env_file: None,
+            }
         );
         assert_eq!(
-            parse(&args(&[
+            parse(&[
                 "serve",
                 "--port",
                 "0",
                 "--anonymous",
-                "--no-dev-auth"
-            ])),
-            Ok(Command::Serve {
+                "--no-dev-auth",
+                "--env-file",
+                "e"
+            ])
+            .unwrap(),
+            Command::Serve {
                 port: 0,
                 anonymous: true,
-                dev_auth: false
-            })
+                no_dev_auth: true,
+                env_file: Some("e".into()),
+            }
         );
-        assert!(parse(&args(&["serve", "--port", "x"])).is_err());
-        assert!(parse(&args(&["stack", "--env-file"])).is_err());
-        assert!(parse(&args(&["nope"])).is_err());
+        assert_eq!(
+            parse(&["seed", "--tracked", "2", "--orphans", "3"]).unwrap(),
+            Command::Seed {
+                tracked: 2,
+                orphans: 3
+            }
+        );
+        assert!(parse(&["serve", "--port", "x"]).is_err());
+        assert!(parse(&["stack", "--env-file"]).is_err());
+        assert!(parse(&["seed", "--tracked", "-1"]).is_err());
+        assert!(parse(&["nope"]).is_err());
         assert!(parse(&[]).is_err());
     }
 

@@ -207,7 +207,16 @@ async fn a_run_cut_short_by_its_deadline_or_limit_is_finished_by_the_next() {
         (5, true),
         "{limited:?}"
     );
-    assert!(limited.left_for_next_run >= 1);
+    assert_eq!(
+        (
+            limited.remaining_uploads,
+            limited.remaining_tracked,
+            limited.remaining_exact
+        ),
+        (35, 35, true),
+        "what remains is counted, not what the limit refused: {limited:?}"
+    );
+    assert_eq!(s3_uploads_under(&ctx, &prefix).await.len(), 35);
 
     let short = sweep::run(
         &ctx,
@@ -222,6 +231,15 @@ async fn a_run_cut_short_by_its_deadline_or_limit_is_finished_by_the_next() {
 
     let rest = sweep::run(&ctx, &request(&ctx, cutoff), None).await;
     assert!(!rest.more_work, "{rest:?}");
+    assert_eq!(
+        (
+            rest.remaining_uploads,
+            rest.remaining_tracked,
+            rest.remaining_exact
+        ),
+        (0, 0, true),
+        "{rest:?}"
+    );
     let total = |s: &Summary| s.aborted + s.already_gone;
     assert_eq!(
         total(&limited) + total(&short) + total(&rest),
@@ -281,6 +299,7 @@ async fn crash_leftovers_are_resolved_from_s3s_truth() {
         part_number: 1,
         etag,
         size: 10,
+        checksum: None,
     }];
     assert!(matches!(
         ctx.storage
@@ -411,4 +430,80 @@ async fn complete_racing_the_sweep_ends_in_one_state_that_matches_s3() {
         "complete vs sweep: {completed} completed, {} aborted",
         results.len() - completed
     );
+}
+
+/// A context whose S3 or DynamoDB side cannot be reached: S3 with keys it
+/// refuses, or DynamoDB on a port nothing listens on.
+async fn unreachable(ctx: &Context, side: &str) -> Context {
+    use aws_credential_types::Credentials;
+    let good = aws_config::load_from_env().await;
+    let sdk = match side {
+        "s3" => good
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    "GK0123456789abcdef01234567",
+                    "f".repeat(64),
+                    None,
+                    None,
+                    "test",
+                )),
+            )
+            .build(),
+        _ => {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = closed.local_addr().unwrap().port();
+            drop(closed);
+            let ddb = aws_sdk_dynamodb::config::Builder::from(&good)
+                .endpoint_url(format!("http://127.0.0.1:{port}"))
+                .build();
+            let mut broken = Context::new(ctx.config.clone(), &good);
+            broken.store = partwise::store::Store::new(
+                aws_sdk_dynamodb::Client::from_conf(ddb),
+                &ctx.config.table,
+                ctx.config.gsi_shards,
+                ctx.config.retention,
+            );
+            return broken;
+        }
+    };
+    Context::new(ctx.config.clone(), &sdk)
+}
+
+#[tokio::test]
+async fn a_sweep_that_cannot_list_fails_the_invocation_and_keeps_more_work() {
+    let (ctx, prefix) = isolated(&[]).await;
+    let alice = owner("alice");
+    let tracked = create(&ctx, &alice, json!({"filename": "t.bin"})).await;
+    let stray = orphan(&ctx, "o.bin", false).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let event = json!({"older_than": now_millis()});
+
+    for side in ["s3", "dynamodb"] {
+        let broken = unreachable(&ctx, side).await;
+        let summary = sweep::run(&broken, &request(&broken, now_millis()), None).await;
+        assert!(summary.listing_failures >= 1, "{side}: {summary:?}");
+        assert!(summary.more_work, "{side}: {summary:?}");
+        assert!(!summary.listing_errors.is_empty(), "{side}: {summary:?}");
+
+        let err = sweep::handle(&broken, event.clone(), None)
+            .await
+            .expect_err("an unreachable side must fail the invocation");
+        assert_eq!(err.status(), 500, "{side}");
+        assert!(
+            err.to_string().contains("sweep incomplete"),
+            "{side}: {err}"
+        );
+        assert!(
+            err.to_string().contains("more_work stays true"),
+            "{side}: {err}"
+        );
+    }
+
+    // Nothing was lost: a run that can reach both finishes the work.
+    let done = sweep::handle(&ctx, event, None).await.unwrap();
+    assert!(!done.more_work && done.listing_failures == 0, "{done:?}");
+    assert_eq!(status_of(&ctx, &tracked).await, Status::Aborted);
+    assert!(!s3_upload_exists(&ctx, &stray).await);
+    assert!(s3_uploads_under(&ctx, &prefix).await.is_empty());
 }

@@ -42,11 +42,25 @@ pub struct Summary {
     pub orphans_aborted: u64,
     pub completions_resolved: u64,
     pub skipped: u64,
+    /// Uploads the run tried to settle and could not (logged; the next run retries them).
     pub failed: u64,
-    /// Stale uploads seen but not handled (limit or deadline); the next run takes them.
-    pub left_for_next_run: u64,
-    /// True when the run stopped early, so more may remain.
+    /// Stale multipart uploads S3 still listed under the prefix when the run
+    /// ended (S3's own listing, counted after the run): what is still billed.
+    pub remaining_uploads: u64,
+    /// Stale live items still in the live-uploads index when the run ended.
+    pub remaining_tracked: u64,
+    /// False when counting what remains hit its time cap (a few seconds): both
+    /// `remaining_*` figures are then lower bounds.
+    pub remaining_exact: bool,
+    /// True when another run has work: the run stopped at its limit or
+    /// deadline, a listing failed, or anything stale remains.
     pub more_work: bool,
+    /// Listings (an index shard, S3's uploads, an orphan lookup) that failed
+    /// after their retries; any makes the invocation fail.
+    pub listing_failures: u64,
+    /// The first of those failures' messages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listing_errors: Vec<String>,
     pub would_abort: u64,
     /// Dry run only: the first uploads a real run would act on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -93,7 +107,9 @@ impl Summary {
             ("CompletionsResolved", self.completions_resolved),
             ("Skipped", self.skipped),
             ("Failed", self.failed),
-            ("LeftForNextRun", self.left_for_next_run),
+            ("RemainingUploads", self.remaining_uploads),
+            ("RemainingTracked", self.remaining_tracked),
+            ("ListingFailures", self.listing_failures),
         ];
         let mut line = json!({
             "_aws": {
