@@ -8,7 +8,11 @@ pub enum Error {
     /// The request is malformed: bad JSON, a missing or invalid field.
     #[error("{0}")]
     BadRequest(String),
-    /// No caller identity where one is required.
+    /// No caller identity where one is required (no token, or no `sub`), as
+    /// API Gateway's JWT authorizer answers a missing token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known caller who may not do this.
     #[error("{0}")]
     Forbidden(String),
     /// No such upload for this caller (another owner's upload looks the same).
@@ -42,6 +46,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) | Error::UnknownRoute(_) => 404,
             Error::Conflict(_) => 409,
@@ -56,6 +61,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "BadRequest",
+            Error::Unauthorized(_) => "Unauthorized",
             Error::Forbidden(_) => "Forbidden",
             Error::NotFound(_) => "NotFound",
             Error::UnknownRoute(_) => "UnknownRoute",
@@ -116,4 +122,22 @@ where
     let detail = aws_smithy_types::error::display::DisplayErrorContext(&err);
     tracing::error!(operation, error = %detail, "AWS call failed");
     Error::Internal(format!("{operation} failed: {detail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_identity_is_401_and_a_refusal_403() {
+        let e = Error::Unauthorized("this API needs an authenticated caller".into());
+        assert_eq!((e.status(), e.code()), (401, "Unauthorized"));
+        assert_eq!(e.body()["error"]["code"], "Unauthorized");
+        assert_eq!(
+            e.body()["message"],
+            "this API needs an authenticated caller"
+        );
+        let e = Error::Forbidden("no".into());
+        assert_eq!((e.status(), e.code()), (403, "Forbidden"));
+    }
 }

@@ -44,16 +44,24 @@ pub fn size(config: &Config, size: Option<u64>) -> Result<Option<u64>> {
     }
 }
 
-/// A part number, 1 to 10,000, and within the plan's part count when known.
+/// A part number in canonical decimal (`1` to `10000`: digits only, no sign,
+/// no leading zero, no spaces), and within the plan's part count when known.
+/// `+1` and `01` are refused: one number has one spelling.
 pub fn part_number(raw: &str, part_count: Option<u32>) -> Result<u32> {
-    let n: u32 = raw
-        .trim()
-        .parse()
-        .map_err(|_| Error::bad_request(format!("part number {raw:?} is not a whole number")))?;
+    let canonical = !raw.is_empty()
+        && raw.len() <= 5
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && !raw.starts_with('0');
+    let n: u32 = raw.parse().ok().filter(|_| canonical).ok_or_else(|| {
+        Error::bad_request(format!(
+            "part number {raw:?} is not a whole number from 1 to {}",
+            limits::MAX_PARTS
+        ))
+    })?;
     let max = part_count
         .unwrap_or(limits::MAX_PARTS)
         .min(limits::MAX_PARTS);
-    if n == 0 || n > max {
+    if n > max {
         return Err(Error::bad_request(format!(
             "part number {n} is outside 1..={max}"
         )));
@@ -61,10 +69,14 @@ pub fn part_number(raw: &str, part_count: Option<u32>) -> Result<u32> {
     Ok(n)
 }
 
-/// A list like `1,2,5-9` of part numbers: sorted, without repeats, at most `cap`.
+/// A list like `1,2,5-9` of part numbers (each in [`part_number`]'s canonical
+/// form, no empty items, no spaces): sorted, without repeats, at most `cap`.
 pub fn part_numbers(raw: &str, part_count: Option<u32>, cap: usize) -> Result<Vec<u32>> {
+    if raw.is_empty() {
+        return Err(Error::bad_request("partNumbers is empty"));
+    }
     let mut out = Vec::new();
-    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for item in raw.split(',') {
         let (lo, hi) = match item.split_once('-') {
             Some((a, b)) => (part_number(a, part_count)?, part_number(b, part_count)?),
             None => {
@@ -84,9 +96,6 @@ pub fn part_numbers(raw: &str, part_count: Option<u32>, cap: usize) -> Result<Ve
     }
     out.sort_unstable();
     out.dedup();
-    if out.is_empty() {
-        return Err(Error::bad_request("partNumbers is empty"));
-    }
     Ok(out)
 }
 
@@ -154,5 +163,87 @@ mod tests {
         assert!(part_numbers("a", None, 10).is_err());
         assert!(part_numbers("", None, 10).is_err());
         assert_eq!(part_number("10000", None).unwrap(), 10000);
+    }
+
+    #[test]
+    fn only_canonical_part_numbers_are_accepted() {
+        for bad in [
+            "+1",
+            "01",
+            "001",
+            " 1",
+            "1 ",
+            "-1",
+            "1.0",
+            "1e0",
+            "0x1",
+            "１",
+            "",
+            "00",
+            "10000 ",
+            "99999999999",
+        ] {
+            assert_eq!(part_number(bad, None).unwrap_err().status(), 400, "{bad:?}");
+        }
+        for bad in [
+            "+1", "01", "1,,2", "1,", ",1", "1, 2", "01-3", "1-+3", "1-2-3", "-", "1-",
+        ] {
+            assert_eq!(
+                part_numbers(bad, None, 100).unwrap_err().status(),
+                400,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            part_numbers("1,10-12", None, 100).unwrap(),
+            vec![1, 10, 11, 12]
+        );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// What the canonical form of `n` is: its plain decimal spelling.
+        fn canonical(raw: &str) -> Option<u32> {
+            let n: u32 = raw.parse().ok()?;
+            (n.to_string() == raw && (1..=limits::MAX_PARTS).contains(&n)).then_some(n)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn part_number_accepts_exactly_the_canonical_forms(
+                raw in prop_oneof![
+                    "[+-]?0{0,3}[0-9]{0,6}",
+                    "[ 0-9+-]{0,8}",
+                    any::<String>(),
+                    (0u32..20_000).prop_map(|n| n.to_string()),
+                ]
+            ) {
+                let got = part_number(&raw, None).ok();
+                prop_assert_eq!(got, canonical(&raw), "{:?}", raw);
+            }
+
+            #[test]
+            fn part_number_lists_never_panic_and_hold_only_canonical_items(
+                raw in prop_oneof!["[0-9,+ -]{0,30}", any::<String>()],
+                count in prop::option::of(1u32..=10_000),
+                cap in 1usize..2000,
+            ) {
+                if let Ok(numbers) = part_numbers(&raw, count, cap) {
+                    prop_assert!(!numbers.is_empty() && numbers.len() <= cap);
+                    prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+                    let max = count.unwrap_or(limits::MAX_PARTS);
+                    prop_assert!(numbers.iter().all(|n| (1..=max).contains(n)));
+                    for item in raw.split(',') {
+                        for end in item.splitn(2, '-') {
+                            prop_assert!(canonical(end).is_some(), "{:?} in {:?}", end, raw);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

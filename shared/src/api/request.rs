@@ -8,6 +8,11 @@ use serde::de::DeserializeOwned;
 /// Largest request body we parse; the biggest real one (10,000 parts) is ~700 KB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Deepest nesting of arrays and objects a JSON body may have. Real bodies
+/// need 3 (`{"parts": [{...}]}`); the bound keeps parsing cheap and refuses
+/// pathological input before serde sees it.
+pub const MAX_JSON_DEPTH: usize = 32;
+
 /// Owner of uploads made in anonymous mode.
 pub const ANONYMOUS_OWNER: &str = "anonymous";
 
@@ -59,14 +64,21 @@ impl<'a> Request<'a> {
         Ok(bytes)
     }
 
-    /// The body as JSON of type `T`; an empty body reads as `{}`.
+    /// The body as JSON of type `T`; an empty body reads as `{}`. Every body
+    /// is a JSON object (serde would read a struct from an array too) nested at
+    /// most [`MAX_JSON_DEPTH`] deep.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         let bytes = self.body_bytes()?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => return Err(Error::bad_request("the JSON body must be an object")),
         };
+        if nesting_exceeds(bytes, MAX_JSON_DEPTH) {
+            return Err(Error::bad_request(format!(
+                "the JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
+            )));
+        }
         serde_json::from_slice(bytes)
             .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
@@ -87,11 +99,41 @@ impl<'a> Request<'a> {
         match jwt_sub.or(iam) {
             Some(owner) => Ok(owner),
             None if anonymous => Ok(ANONYMOUS_OWNER.to_string()),
-            None => Err(Error::Forbidden(
+            None => Err(Error::Unauthorized(
                 "this API needs an authenticated caller".into(),
             )),
         }
     }
+}
+
+/// Whether arrays and objects in `json` nest deeper than `max`, brackets in
+/// strings aside. One pass, no allocation; serde_json skips ignored fields
+/// (such as Uppy's `metadata`) without any depth limit of its own.
+fn nesting_exceeds(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -126,7 +168,12 @@ mod tests {
             "arn:aws:iam::1:user/bob"
         );
         let e = event(json!({}));
-        assert_eq!(Request::new(&e).owner(false).unwrap_err().status(), 403);
+        let err = Request::new(&e).owner(false).unwrap_err();
+        assert_eq!((err.status(), err.code()), (401, "Unauthorized"));
+        // A token without `sub` is no identity either.
+        let e =
+            event(json!({"authorizer": {"jwt": {"claims": {"email": "a@b.c"}, "scopes": null}}}));
+        assert_eq!(Request::new(&e).owner(false).unwrap_err().status(), 401);
         assert_eq!(Request::new(&e).owner(true).unwrap(), ANONYMOUS_OWNER);
     }
 
@@ -166,5 +213,79 @@ mod tests {
             Request::new(&e).json::<serde_json::Value>().unwrap(),
             json!({})
         );
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Create {
+        filename: String,
+    }
+
+    fn create(body: &str) -> Result<Create> {
+        let e = event(json!({ "body": body }));
+        Request::new(&e).json::<Create>()
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        assert_eq!(create(r#"{"filename":"a"}"#).unwrap().filename, "a");
+        for body in [
+            r#"["a"]"#,
+            r#" ["a", "image/png"]"#,
+            "\"a\"",
+            "1",
+            "null",
+            "true",
+        ] {
+            let err = create(body).unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            assert_eq!(err.to_string(), "the JSON body must be an object");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let nested = |depth: usize| {
+            let inner = "[".repeat(depth - 1) + &"]".repeat(depth - 1);
+            format!(r#"{{"filename":"a","metadata":{inner}}}"#)
+        };
+        assert!(create(&nested(MAX_JSON_DEPTH)).is_ok());
+        let err = create(&nested(MAX_JSON_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("nested more than 32"), "{err}");
+        assert_eq!(create(&nested(5000)).unwrap_err().status(), 400);
+        // Brackets inside strings, escaped quotes included, are text.
+        let text = format!(r#"{{"filename":"a\"{}"}}"#, "[{".repeat(100));
+        assert!(create(&text).is_ok());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any body, JSON-ish or not, is parsed or refused with a 4xx.
+            #[test]
+            fn any_body_is_parsed_or_a_4xx(
+                body in prop_oneof![
+                    "[\\[\\]{}\"a-z:,0-9 \\\\]{0,200}",
+                    any::<String>(),
+                ],
+                base64 in any::<bool>(),
+            ) {
+                let body_field = if base64 {
+                    base64::engine::general_purpose::STANDARD.encode(&body)
+                } else {
+                    body.clone()
+                };
+                let e = event(json!({ "body": body_field, "isBase64Encoded": base64 }));
+                match Request::new(&e).json::<serde_json::Value>() {
+                    Ok(v) => prop_assert!(v.is_object(), "{body:?} -> {v}"),
+                    Err(err) => prop_assert!((400..500).contains(&err.status()), "{body:?}"),
+                }
+            }
+        }
     }
 }
