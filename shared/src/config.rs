@@ -5,6 +5,7 @@
 //! same binaries run on AWS and against the local stack.
 
 use crate::error::{Error, Result};
+use crate::grants::GrantKeys;
 use std::time::Duration;
 
 pub const KIB: u64 = 1024;
@@ -71,6 +72,10 @@ pub struct Config {
     pub event_bus: String,
     /// `PARTWISE_EVENT_SOURCE` (`partwise`): the `source` of those events.
     pub event_source: String,
+    /// `PARTWISE_GRANT_KEYS` (none): `current[,previous]` upload-grant signing
+    /// keys. On AWS they come from the secret `PARTWISE_GRANT_SECRET_ARN`
+    /// names instead (read in [`crate::Context::from_env`]). None: no grants.
+    pub grant_keys: Option<GrantKeys>,
 }
 
 impl Config {
@@ -192,6 +197,9 @@ impl Config {
             sweep_timeout: Duration::from_secs(num("PARTWISE_SWEEP_TIMEOUT_SECS", 900, 1, 900)?),
             event_bus: get("PARTWISE_EVENT_BUS").unwrap_or_else(|| "default".into()),
             event_source,
+            grant_keys: get("PARTWISE_GRANT_KEYS")
+                .map(|k| GrantKeys::parse(&k))
+                .transpose()?,
         })
     }
 

@@ -6,12 +6,13 @@
 //! - [`notify`]: upload events, from the tracking table's stream to EventBridge;
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
-//! - [`keys`]: safe object keys; [`config`]: settings, validated once;
+//! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
 //! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod keys;
 pub mod lifecycle;
 pub mod model;

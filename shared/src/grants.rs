@@ -1,0 +1,434 @@
+//! Upload grants: short signed tokens that carry a caller's identity in a URL.
+//!
+//! Uppy's `companionEndpoint` sends no credentials, so a signed-in page asks
+//! `POST /grants` for an endpoint with a grant in its path (`/g/{grant}`); the
+//! grant then stands in for the caller's token on the Companion routes.
+//!
+//! A grant is `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`.
+//! It is checked in the function with no table read. Two keys are accepted
+//! (current, then previous) so a key can be rotated without breaking uploads
+//! in flight; new grants are always signed with the current one.
+
+use crate::error::{Error, Result};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::time::Duration;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// How long a grant lives when the caller does not say.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// The longest a grant may live, so a leaked one expires the same day.
+pub const MAX_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Shortest signing key accepted: 256 bits, as HMAC-SHA256 wants.
+pub const MIN_KEY_BYTES: usize = 32;
+/// Longest grant read; real ones are a few hundred bytes.
+pub const MAX_GRANT_CHARS: usize = 4096;
+/// Most content types a grant may list.
+pub const MAX_GRANT_TYPES: usize = 32;
+
+/// What a grant says: who, until when, and limits narrower than the server's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// The owner uploads are made for (the caller's `sub`).
+    #[serde(rename = "sub")]
+    pub owner: String,
+    /// Expiry, in seconds since the Unix epoch.
+    #[serde(rename = "exp")]
+    pub expires: u64,
+    /// Largest file accepted through this grant, in bytes.
+    #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size: Option<u64>,
+    /// Content types accepted through this grant (`type/*` wildcards allowed).
+    #[serde(rename = "types", default, skip_serializing_if = "Option::is_none")]
+    pub content_types: Option<Vec<String>>,
+}
+
+/// The signing keys: the current one first, then the previous one, if any.
+/// `Debug` never shows them.
+#[derive(Clone)]
+pub struct GrantKeys {
+    keys: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for GrantKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GrantKeys({} keys, redacted)", self.keys.len())
+    }
+}
+
+impl GrantKeys {
+    /// Parses `current[,previous]`, as `PARTWISE_GRANT_KEYS` or the secret
+    /// holds them. Each key is at least [`MIN_KEY_BYTES`] bytes; the error
+    /// never quotes a key.
+    pub fn parse(raw: &str) -> Result<Self> {
+        let keys: Vec<Vec<u8>> = raw
+            .split(',')
+            .map(|k| k.trim().as_bytes().to_vec())
+            .collect();
+        if keys.len() > 2 {
+            return Err(Error::Config(
+                "grant keys: at most two (current,previous)".into(),
+            ));
+        }
+        if keys.iter().any(|k| k.len() < MIN_KEY_BYTES) {
+            return Err(Error::Config(format!(
+                "grant keys: each key needs at least {MIN_KEY_BYTES} bytes"
+            )));
+        }
+        Ok(GrantKeys { keys })
+    }
+
+    /// A signed grant for `claims`, with the current key.
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        let json = serde_json::to_vec(claims).map_err(Error::internal)?;
+        let payload = B64.encode(json);
+        let signature = B64.encode(self.mac(0, payload.as_bytes())?.finalize().into_bytes());
+        Ok(format!("{payload}.{signature}"))
+    }
+
+    /// The claims of `grant` if one of the keys signed it and it has not
+    /// expired at `now` (seconds since the epoch). Anything else is a 401
+    /// that says only what a caller can act on.
+    pub fn verify(&self, grant: &str, now: u64) -> Result<Claims> {
+        let invalid = || Error::Unauthorized("the upload grant is not valid".into());
+        if grant.len() > MAX_GRANT_CHARS {
+            return Err(invalid());
+        }
+        let (payload, signature) = grant.split_once('.').ok_or_else(invalid)?;
+        let signature = B64.decode(signature).map_err(|_| invalid())?;
+        let signed = (0..self.keys.len()).any(|i| {
+            self.mac(i, payload.as_bytes())
+                .is_ok_and(|m| m.verify_slice(&signature).is_ok())
+        });
+        if !signed {
+            return Err(invalid());
+        }
+        let json = B64.decode(payload).map_err(|_| invalid())?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| invalid())?;
+        if claims.owner.is_empty() {
+            return Err(invalid());
+        }
+        if claims.expires <= now {
+            return Err(Error::Unauthorized(
+                "the upload grant has expired; sign in again".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    fn mac(&self, i: usize, data: &[u8]) -> Result<HmacSha256> {
+        let key = self
+            .keys
+            .get(i)
+            .ok_or_else(|| Error::internal("no grant key"))?;
+        let mut mac = HmacSha256::new_from_slice(key).map_err(Error::internal)?;
+        mac.update(data);
+        Ok(mac)
+    }
+}
+
+/// What a caller may ask of `POST /grants`; every field narrows the default.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// Lifetime in seconds (default 1 h, at most 12 h).
+    #[serde(rename = "expiresIn", default)]
+    pub expires_in: Option<u64>,
+    /// Largest file accepted, at most the server's own limit.
+    #[serde(rename = "maxFileSize", default)]
+    pub max_file_size: Option<u64>,
+    /// Content types accepted, each one the server accepts too.
+    #[serde(rename = "allowedTypes", default)]
+    pub allowed_types: Option<Vec<String>>,
+}
+
+impl GrantRequest {
+    /// The claims for `owner` at `now`, refusing (400) anything that would
+    /// widen a limit: `server_max` is the server's largest file, and
+    /// `server_allows` says whether the server accepts a content-type pattern.
+    pub fn claims(
+        &self,
+        owner: &str,
+        now: u64,
+        server_max: u64,
+        server_allows: impl Fn(&str) -> bool,
+    ) -> Result<Claims> {
+        let ttl = self.expires_in.unwrap_or(DEFAULT_TTL.as_secs());
+        if ttl == 0 || ttl > MAX_TTL.as_secs() {
+            return Err(Error::bad_request(format!(
+                "expiresIn must be 1 to {} seconds",
+                MAX_TTL.as_secs()
+            )));
+        }
+        if let Some(m) = self.max_file_size
+            && (m == 0 || m > server_max)
+        {
+            return Err(Error::bad_request(format!(
+                "maxFileSize must be 1 to {server_max} bytes"
+            )));
+        }
+        let content_types = self
+            .allowed_types
+            .as_ref()
+            .map(|types| {
+                if types.is_empty() || types.len() > MAX_GRANT_TYPES {
+                    return Err(Error::bad_request(format!(
+                        "allowedTypes lists 1 to {MAX_GRANT_TYPES} content types"
+                    )));
+                }
+                types
+                    .iter()
+                    .map(|t| {
+                        let t = t.trim().to_ascii_lowercase();
+                        if !is_type_pattern(&t) || !server_allows(&t) {
+                            return Err(Error::bad_request(format!(
+                                "allowedTypes: {t:?} is not a content type this API accepts"
+                            )));
+                        }
+                        Ok(t)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        Ok(Claims {
+            owner: owner.to_string(),
+            expires: now + ttl,
+            max_file_size: self.max_file_size,
+            content_types,
+        })
+    }
+}
+
+/// `type/subtype`, `type/*` or `*/*`, in token characters.
+fn is_type_pattern(t: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&b))
+    };
+    match t.split_once('/') {
+        Some(("*", sub)) => sub == "*",
+        Some((ty, sub)) => token(ty) && token(sub) && !ty.contains('*'),
+        None => false,
+    }
+}
+
+/// The patterns both lists accept: each pattern of one that the other covers.
+/// (`image/*` ∩ `image/png` is `image/png`; `*/*` ∩ x is x.)
+pub fn intersect_types(a: &[String], b: &[String]) -> Vec<String> {
+    let covers = |pattern: &str, t: &str| match (pattern.split_once('/'), t.split_once('/')) {
+        (Some(("*", "*")), _) => true,
+        (Some((pty, "*")), Some((ty, _))) => pty == ty,
+        _ => pattern == t,
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (from, other) in [(a, b), (b, a)] {
+        for t in from {
+            if other.iter().any(|o| covers(o, t)) && !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "0123456789abcdef0123456789abcdef-one";
+    const K2: &str = "0123456789abcdef0123456789abcdef-two";
+    const K3: &str = "0123456789abcdef0123456789abcdef-three";
+
+    fn claims(expires: u64) -> Claims {
+        Claims {
+            owner: "alice".into(),
+            expires,
+            max_file_size: Some(10),
+            content_types: Some(vec!["image/*".into()]),
+        }
+    }
+
+    #[test]
+    fn a_signed_grant_verifies_until_it_expires() {
+        let keys = GrantKeys::parse(K1).unwrap();
+        let g = keys.sign(&claims(1000)).unwrap();
+        assert_eq!(keys.verify(&g, 999).unwrap(), claims(1000));
+        let err = keys.verify(&g, 1000).unwrap_err();
+        assert_eq!(err.status(), 401);
+        assert!(err.to_string().contains("expired"), "{err}");
+        assert!(
+            g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'),
+            "URL-safe: {g}"
+        );
+    }
+
+    #[test]
+    fn tampering_anywhere_is_refused() {
+        let keys = GrantKeys::parse(K1).unwrap();
+        let g = keys.sign(&claims(1000)).unwrap();
+        // Another owner with the old signature.
+        let (_, sig) = g.split_once('.').unwrap();
+        let mut forged = claims(1000);
+        forged.owner = "mallory".into();
+        let payload = B64.encode(serde_json::to_vec(&forged).unwrap());
+        let err = keys.verify(&format!("{payload}.{sig}"), 1).unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string().as_str()),
+            (401, "the upload grant is not valid")
+        );
+        // Every single-character change.
+        for i in 0..g.len() {
+            let mut b = g.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let t = String::from_utf8(b).unwrap();
+            if t != g {
+                assert!(keys.verify(&t, 1).is_err(), "changed at {i}");
+            }
+        }
+        assert!(keys.verify("", 1).is_err());
+        assert!(keys.verify(".", 1).is_err());
+        assert!(keys.verify(&"a".repeat(MAX_GRANT_CHARS + 1), 1).is_err());
+    }
+
+    #[test]
+    fn rotation_accepts_the_previous_key_and_signs_with_the_current() {
+        let old = GrantKeys::parse(K1).unwrap();
+        let rotated = GrantKeys::parse(&format!("{K2},{K1}")).unwrap();
+        let from_old = old.sign(&claims(1000)).unwrap();
+        assert!(
+            rotated.verify(&from_old, 1).is_ok(),
+            "in-flight grants survive"
+        );
+        let from_new = rotated.sign(&claims(1000)).unwrap();
+        assert!(GrantKeys::parse(K2).unwrap().verify(&from_new, 1).is_ok());
+        assert!(old.verify(&from_new, 1).is_err());
+        // Once the old key is dropped, its grants are refused; so is any unknown key.
+        assert!(GrantKeys::parse(K2).unwrap().verify(&from_old, 1).is_err());
+        let stranger = GrantKeys::parse(K3).unwrap().sign(&claims(1000)).unwrap();
+        assert_eq!(rotated.verify(&stranger, 1).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn keys_are_checked_and_never_shown() {
+        assert!(GrantKeys::parse("short").is_err());
+        assert!(GrantKeys::parse(&format!("{K1},{K2},{K3}")).is_err());
+        assert!(GrantKeys::parse(&format!("{K1},")).is_err());
+        let keys = GrantKeys::parse(&format!("{K1},{K2}")).unwrap();
+        assert_eq!(format!("{keys:?}"), "GrantKeys(2 keys, redacted)");
+        let err = GrantKeys::parse(&format!("{K1},tiny")).unwrap_err();
+        assert!(!err.to_string().contains("tiny") && !err.to_string().contains(K1));
+    }
+
+    #[test]
+    fn requests_narrow_but_never_widen() {
+        let images_and_pdf = |t: &str| ["image/*", "image/png", "application/pdf"].contains(&t);
+        let req = GrantRequest::default();
+        let c = req.claims("alice", 100, 50, images_and_pdf).unwrap();
+        assert_eq!(c.expires, 100 + DEFAULT_TTL.as_secs());
+        assert_eq!((c.max_file_size, c.content_types), (None, None));
+
+        let req = GrantRequest {
+            expires_in: Some(60),
+            max_file_size: Some(50),
+            allowed_types: Some(vec!["Image/PNG".into()]),
+        };
+        let c = req.claims("alice", 100, 50, images_and_pdf).unwrap();
+        assert_eq!(c.expires, 160);
+        assert_eq!(c.max_file_size, Some(50));
+        assert_eq!(c.content_types, Some(vec!["image/png".to_string()]));
+
+        for bad in [
+            GrantRequest {
+                expires_in: Some(MAX_TTL.as_secs() + 1),
+                ..Default::default()
+            },
+            GrantRequest {
+                expires_in: Some(0),
+                ..Default::default()
+            },
+            GrantRequest {
+                max_file_size: Some(51),
+                ..Default::default()
+            },
+            GrantRequest {
+                max_file_size: Some(0),
+                ..Default::default()
+            },
+            GrantRequest {
+                allowed_types: Some(vec!["video/mp4".into()]),
+                ..Default::default()
+            },
+            GrantRequest {
+                allowed_types: Some(vec!["*/*".into()]),
+                ..Default::default()
+            },
+            GrantRequest {
+                allowed_types: Some(vec![]),
+                ..Default::default()
+            },
+            GrantRequest {
+                allowed_types: Some(vec!["nonsense".into()]),
+                ..Default::default()
+            },
+        ] {
+            let err = bad.claims("alice", 100, 50, images_and_pdf).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn type_lists_intersect() {
+        let v = |s: &[&str]| s.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            intersect_types(&v(&["*/*"]), &v(&["image/png"])),
+            v(&["image/png"])
+        );
+        assert_eq!(
+            intersect_types(
+                &v(&["image/*", "text/plain"]),
+                &v(&["image/png", "application/pdf"])
+            ),
+            v(&["image/png"])
+        );
+        assert_eq!(
+            intersect_types(&v(&["image/*"]), &v(&["image/*"])),
+            v(&["image/*"])
+        );
+        assert!(intersect_types(&v(&["video/*"]), &v(&["image/*"])).is_empty());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any string is a valid grant or a 401, never a panic.
+            #[test]
+            fn garbage_is_a_401(s in "[A-Za-z0-9_.=+/-]{0,300}|\\PC{0,300}") {
+                let keys = GrantKeys::parse(K1).unwrap();
+                prop_assert_eq!(keys.verify(&s, 0).unwrap_err().status(), 401);
+            }
+
+            /// Signed garbage claims are refused without a panic too.
+            #[test]
+            fn signed_garbage_is_a_401(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let keys = GrantKeys::parse(K1).unwrap();
+                let payload = B64.encode(&bytes);
+                let sig = B64.encode(keys.mac(0, payload.as_bytes()).unwrap().finalize().into_bytes());
+                if let Err(e) = keys.verify(&format!("{payload}.{sig}"), 0) {
+                    prop_assert_eq!(e.status(), 401);
+                }
+            }
+        }
+    }
+}
