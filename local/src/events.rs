@@ -240,6 +240,16 @@ fn lambda_record(
 /// `notify` handler on what it finds against a loopback PutEvents receiver,
 /// and prints what the receiver accepted. For `partwise-local serve`.
 pub async fn watch(stack: &Stack, ctx: &partwise::Context) -> Result<JoinHandle<()>, StreamError> {
+    watch_with(stack, ctx, |line| eprintln!("{line}")).await
+}
+
+/// [`watch`], handing each line (`{"event": ...}`, `{"unpublished_record": ...}`
+/// or `{"stream_error": ...}`) to `sink`.
+pub async fn watch_with(
+    stack: &Stack,
+    ctx: &partwise::Context,
+    sink: impl Fn(Value) + Send + 'static,
+) -> Result<JoinHandle<()>, StreamError> {
     let receiver = Receiver::for_stack()
         .await
         .map_err(|e| err("PutEvents receiver", e))?;
@@ -254,14 +264,14 @@ pub async fn watch(stack: &Stack, ctx: &partwise::Context) -> Result<JoinHandle<
                 Ok(records) if !records.is_empty() => {
                     let answer = partwise::notify::handle(&notifier, lambda_event(records)).await;
                     while let Ok(event) = feed.try_recv() {
-                        eprintln!("{}", json!({"event": event.to_json()}));
+                        sink(json!({"event": event.to_json()}));
                     }
                     for f in answer.batch_item_failures {
-                        eprintln!("{}", json!({"unpublished_record": f.item_identifier}));
+                        sink(json!({"unpublished_record": f.item_identifier}));
                     }
                 }
                 Ok(_) => {}
-                Err(e) => eprintln!("{}", json!({"stream_error": e.to_string()})),
+                Err(e) => sink(json!({"stream_error": e.to_string()})),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

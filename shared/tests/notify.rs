@@ -604,3 +604,65 @@ async fn a_handler_killed_after_its_change_still_yields_the_event() {
     assert_eq!(types(&e), ["Upload Started", "Upload Completed"]);
     assert_eq!(e[1].detail["etag"], json!(object_etag));
 }
+
+#[tokio::test]
+async fn an_upload_aborted_outside_the_service_is_reported_as_vanished() {
+    let mut h = Harness::new(&[]).await;
+    let who = owner("notify-vanished");
+    let (up, etag) = started_with_part(&h.ctx, &who, "lost.mp4", 1024).await;
+    // S3 drops the upload (a lifecycle rule, or an abort by hand); the next
+    // complete finds no upload and no object, and records the abort.
+    h.ctx
+        .storage
+        .client()
+        .abort_multipart_upload()
+        .bucket(h.ctx.storage.bucket())
+        .key(&up.key)
+        .upload_id(&up.upload_id)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = complete_call(&h.ctx, &who, &up, &etag).await;
+    assert!(status >= 400, "{status} {body}");
+    let records = h.records(&[&up.upload_id], 3).await;
+    assert!(h.notify(records).await.is_empty());
+    let e = h.events_of(&up.upload_id);
+    assert_eq!(types(&e), ["Upload Started", "Upload Aborted"]);
+    assert_eq!(
+        (&e[1].detail["source"], &e[1].detail["reason"]),
+        (&json!("api"), &json!("vanished"))
+    );
+}
+
+#[tokio::test]
+async fn the_dev_watcher_logs_each_event_as_a_json_line() {
+    let h = Harness::new(&[]).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = partwise_local::events::watch_with(&h.stack, &h.ctx, move |line| {
+        let _ = tx.send(line);
+    })
+    .await
+    .unwrap();
+    let who = owner("notify-watch");
+    let up = create(
+        &h.ctx,
+        &who,
+        json!({"filename": "w.mp4", "type": "video/mp4", "size": 10}),
+    )
+    .await;
+    let mut seen = None;
+    for _ in 0..50 {
+        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            Ok(Some(line)) if line["event"]["detail"]["uploadId"] == json!(up.upload_id) => {
+                seen = Some(line);
+                break;
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => break,
+        }
+    }
+    task.abort();
+    let line = seen.expect("the watcher logged the upload's event");
+    assert_eq!(line["event"]["detail-type"], "Upload Started");
+    assert_eq!(line["event"]["source"], "partwise");
+}
