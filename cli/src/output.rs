@@ -135,7 +135,11 @@ impl Output {
             0.0
         };
         let resumed = if f.parts_skipped > 0 {
-            format!(", resumed: {} parts already in S3", f.parts_skipped)
+            format!(
+                "  (resumed: {} of {} parts were already in S3)",
+                f.parts_skipped,
+                f.parts_skipped + f.parts_sent
+            )
         } else {
             String::new()
         };
@@ -144,21 +148,22 @@ impl Output {
             .as_ref()
             .and_then(|c| {
                 Some(format!(
-                    ", {} {}",
+                    "  {} {}",
                     c.get("algorithm")?.as_str()?,
                     c.get("value")?.as_str()?
                 ))
             })
             .unwrap_or_default();
+        // Two short lines: keys are long, and a wrapped line reads badly.
         let line = format!(
-            "✓ {} → {} ({}, {:.1} s, {}/s{}{})",
+            "✓ {}  {} in {:.1} s, {}/s{}\n    → {}{}",
             f.file,
-            f.key,
             human_bytes(f.size),
             f.seconds,
             human_bytes(rate as u64),
+            resumed,
+            f.key,
             checksum,
-            resumed
         );
         self.multi.suspend(|| println!("{line}"));
     }

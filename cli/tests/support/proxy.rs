@@ -111,6 +111,7 @@ impl Proxy {
         let _busy = Busy::new(&self.state.in_flight);
         let answer = self.forward_inner(req).await;
         answer.unwrap_or_else(|e| {
+            eprintln!("proxy: {e}");
             let mut r = Response::new(Full::new(Bytes::from(e)));
             *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
             r
