@@ -14,7 +14,12 @@ use std::time::Duration;
 #[serde(rename_all = "camelCase")]
 pub struct Initiated {
     pub key: String,
-    pub upload_id: String,
+    /// Null for an empty file, which gets one presigned PUT (`url`, `headers`) instead.
+    pub upload_id: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
     pub part_size: Option<u64>,
     pub part_count: Option<u32>,
     /// Echoed only by servers that sign part checksums.

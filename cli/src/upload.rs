@@ -184,15 +184,19 @@ async fn start(
     let checksum = init
         .checksum_algorithm
         .filter(|a| a.eq_ignore_ascii_case("CRC32C"));
+    let upload_id = init
+        .upload_id
+        .ok_or_else(|| CliError::Other("the API started no multipart upload".into()))?;
     Ok(Target {
-        upload_id: init.upload_id,
+        upload_id,
         key: init.key,
         plan,
         checksum,
     })
 }
 
-/// A 0-byte file: S3 takes no empty part, so it goes as one POST form.
+/// A 0-byte file: S3 takes no empty part, so it goes as one presigned PUT
+/// (or, from servers older than that, one POST form).
 async fn empty(
     api: &Api,
     http: &reqwest::Client,
@@ -201,31 +205,44 @@ async fn empty(
     started: Instant,
     bar: &Bar,
 ) -> Result<Finished> {
-    let form = api.post_form(&src.name, content_type, 0).await?;
-    let key = form.fields.get("key").cloned().unwrap_or_default();
-    let mut tries = 0;
-    let etag = loop {
-        tries += 1;
-        match s3::post_form(
-            http,
-            &form.url,
-            &form.fields,
-            &src.name,
-            content_type,
-            bytes::Bytes::new(),
-        )
-        .await
-        {
-            Ok(etag) => break etag,
-            Err(PutError::Transient(_)) if tries < TRANSIENT_TRIES => {
-                tokio::time::sleep(backoff(tries)).await
+    let init = api
+        .initiate(&src.name, content_type, 0, None, false)
+        .await?;
+    let (key, etag) = match (init.upload_id, init.url) {
+        (None, Some(url)) => {
+            let put = |_: i64| {};
+            let etag = retry_single(|| {
+                s3::put_part(
+                    http,
+                    &url,
+                    &init.headers,
+                    bytes::Bytes::new(),
+                    std::sync::Arc::new(put),
+                )
+            })
+            .await?;
+            (init.key, Some(etag))
+        }
+        (upload_id, _) => {
+            // An older server started a multipart upload that can never take an
+            // empty part: drop it, and use a POST form.
+            if let Some(id) = upload_id {
+                let _ = api.abort(&id, Some(&init.key)).await;
             }
-            Err(
-                PutError::Transient(d)
-                | PutError::Fatal(d)
-                | PutError::Forbidden(d)
-                | PutError::Digest(d),
-            ) => return Err(CliError::Storage { part: 1, detail: d }),
+            let form = api.post_form(&src.name, content_type, 0).await?;
+            let key = form.fields.get("key").cloned().unwrap_or_default();
+            let etag = retry_single(|| {
+                s3::post_form(
+                    http,
+                    &form.url,
+                    &form.fields,
+                    &src.name,
+                    content_type,
+                    bytes::Bytes::new(),
+                )
+            })
+            .await?;
+            (key, etag)
         }
     };
     bar.finish();
@@ -241,6 +258,30 @@ async fn empty(
         parts_sent: 1,
         parts_skipped: 0,
     })
+}
+
+/// One request straight to S3, tried again on transient failures.
+async fn retry_single<T, F, Fut>(send: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, PutError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match send().await {
+            Ok(v) => return Ok(v),
+            Err(PutError::Transient(_)) if tries < TRANSIENT_TRIES => {
+                tokio::time::sleep(backoff(tries)).await
+            }
+            Err(
+                PutError::Transient(d)
+                | PutError::Fatal(d)
+                | PutError::Forbidden(d)
+                | PutError::Digest(d),
+            ) => return Err(CliError::Storage { part: 1, detail: d }),
+        }
+    }
 }
 
 /// One part's outcome.
