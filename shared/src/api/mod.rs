@@ -3,6 +3,7 @@
 
 mod abort;
 mod complete;
+mod grant;
 mod initiate;
 mod parts;
 pub mod request;
@@ -35,7 +36,20 @@ pub async fn handle(
             function.name()
         )));
     };
-    let req = Request::new(&event);
+    // A grant route: the grant is the caller, resolved here once for every handler.
+    let granted;
+    let (ctx, event) = if route.is_granted() {
+        match grant::resolve(ctx, &event) {
+            Ok(resolved) => {
+                granted = resolved;
+                (&granted.0, &granted.1)
+            }
+            Err(e) => return response::error(&e),
+        }
+    } else {
+        (ctx, &event)
+    };
+    let req = Request::new(event);
     let result = match route.operation {
         Operation::Create => initiate::create(ctx, &req).await,
         Operation::PostForm => initiate::post_form(ctx, &req).await,
@@ -47,6 +61,7 @@ pub async fn handle(
         Operation::Abort => abort::abort(ctx, &req).await,
         Operation::ListUploads => uploads::list(ctx, &req).await,
         Operation::SignBatchChecked => sign::batch_checked(ctx, &req).await,
+        Operation::IssueGrant => grant::issue(ctx, &req).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

@@ -49,6 +49,8 @@ pub enum Operation {
     ListUploads,
     /// Many part URLs in one call, each part's checksum signed in.
     SignBatchChecked,
+    /// An upload grant: a Companion endpoint that carries the caller's identity.
+    IssueGrant,
 }
 
 /// A route as API Gateway names it (`routeKey`), and the function behind it.
@@ -65,6 +67,12 @@ impl Route {
     /// API Gateway's `routeKey`, e.g. `POST /s3/multipart`.
     pub fn key(&self) -> String {
         format!("{} {}", self.method, self.path)
+    }
+
+    /// Whether the route sits under `/g/{grant}`: the grant in the path is
+    /// the credential, so API Gateway runs no authorizer on it.
+    pub fn is_granted(&self) -> bool {
+        self.path.starts_with(GRANT_PREFIX)
     }
 
     /// Whether `route_key` names this route.
@@ -89,7 +97,11 @@ const fn route(
     }
 }
 
-/// Every route of the API. Uppy Companion's S3 routes come first, then ours.
+/// The path prefix of the routes an upload grant authorizes.
+pub const GRANT_PREFIX: &str = "/g/{grant}/";
+
+/// Every route of the API. Uppy Companion's S3 routes come first, then ours,
+/// then the Companion routes (and the uploads list) under a grant.
 pub const ROUTES: &[Route] = &[
     route(
         "POST",
@@ -145,6 +157,49 @@ pub const ROUTES: &[Route] = &[
         "/s3/multipart/{uploadId}/batch",
         Function::SignPart,
         Operation::SignBatchChecked,
+    ),
+    route("POST", "/grants", Function::Initiate, Operation::IssueGrant),
+    route(
+        "POST",
+        "/g/{grant}/s3/multipart",
+        Function::Initiate,
+        Operation::Create,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/s3/params",
+        Function::Initiate,
+        Operation::PostForm,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/s3/multipart/{uploadId}/{partNumber}",
+        Function::SignPart,
+        Operation::SignPart,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/s3/multipart/{uploadId}",
+        Function::ListParts,
+        Operation::ListParts,
+    ),
+    route(
+        "POST",
+        "/g/{grant}/s3/multipart/{uploadId}/complete",
+        Function::Complete,
+        Operation::Complete,
+    ),
+    route(
+        "DELETE",
+        "/g/{grant}/s3/multipart/{uploadId}",
+        Function::Abort,
+        Operation::Abort,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/s3/multipart",
+        Function::ListParts,
+        Operation::ListUploads,
     ),
 ];
 
@@ -239,6 +294,20 @@ mod tests {
         assert_eq!(p, vec![("uploadId", "abc".to_string())]);
         let (r, _) = match_route("GET", "/s3/multipart/abc/batch").unwrap();
         assert_eq!(r.operation, Operation::SignBatch);
+    }
+
+    #[test]
+    fn grant_routes_carry_the_grant() {
+        let (r, p) = match_route("GET", "/g/abc.def/s3/multipart/u1/3").unwrap();
+        assert_eq!((r.operation, r.is_granted()), (Operation::SignPart, true));
+        assert_eq!(p[0], ("grant", "abc.def".to_string()));
+        let (r, _) = match_route("GET", "/s3/multipart/u1/3").unwrap();
+        assert!(!r.is_granted());
+        let (r, _) = match_route("POST", "/grants").unwrap();
+        assert_eq!(
+            (r.operation, r.is_granted()),
+            (Operation::IssueGrant, false)
+        );
     }
 
     #[test]
