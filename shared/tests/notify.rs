@@ -666,3 +666,66 @@ async fn the_dev_watcher_logs_each_event_as_a_json_line() {
     assert_eq!(line["event"]["detail-type"], "Upload Started");
     assert_eq!(line["event"]["source"], "partwise");
 }
+
+#[tokio::test]
+async fn a_record_that_cannot_be_read_is_reported_not_skipped() {
+    let stack = stack().await;
+    let ctx = stack.context().unwrap();
+    let receiver = Receiver::for_stack().await.unwrap();
+    let mut notifier = Notifier::new(&ctx.config, &stack.sdk_config());
+    notifier.publisher.client = receiver.client(&stack.sdk_config());
+    let mut raw: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("events/notify.json")).unwrap())
+            .unwrap();
+    // The COMPLETED image loses its ETag: no event can be made of it.
+    raw["Records"][2]["dynamodb"]["NewImage"]
+        .as_object_mut()
+        .unwrap()
+        .remove("etag");
+    let event: Event = serde_json::from_value(raw).unwrap();
+    let failures: Vec<_> = notify::handle(&notifier, event)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier.unwrap_or_default())
+        .collect();
+    assert_eq!(failures, ["100000000000000000003"]);
+    let published: Vec<_> = receiver
+        .accepted()
+        .iter()
+        .map(|e| e.detail["eventId"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        published.len(),
+        2,
+        "the other uploads' events still go out: {published:?}"
+    );
+    assert!(published.contains(&"sample-upload-completed:STARTED".to_string()));
+    assert!(published.contains(&"sample-upload-stale:ABORTED".to_string()));
+}
+
+#[tokio::test]
+async fn a_stamp_that_does_not_fit_its_transition_is_refused() {
+    let stack = stack().await;
+    let ctx = stack.context().unwrap();
+    let who = owner("notify-stamp");
+    let up = create(
+        &ctx,
+        &who,
+        json!({"filename": "t.mp4", "type": "video/mp4", "size": 10}),
+    )
+    .await;
+    let wrong = ctx
+        .store
+        .transition_by(
+            &up.upload_id,
+            Status::Active,
+            Status::Completing,
+            None,
+            Stamp::Completed(Actor::Api),
+        )
+        .await;
+    assert!(wrong.is_err());
+    let item = ctx.store.get(&up.upload_id).await.unwrap().unwrap();
+    assert_eq!(item.status, Status::Active, "nothing was written");
+}

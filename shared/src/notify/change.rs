@@ -93,3 +93,111 @@ fn image(item: &serde_dynamo::Item) -> Item {
         .map(|(k, v)| (k.clone(), AttributeValue::from(v.clone())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(status: &str, extra: Value) -> Value {
+        let mut m = json!({
+            "upload_id": {"S": "u1"}, "key": {"S": "uploads/a/x/f.bin"}, "owner": {"S": "a"},
+            "status": {"S": status}, "initiated_at": {"N": "1000"}, "updated_at": {"N": "2000"},
+            "filename": {"S": "f.bin"}, "content_type": {"S": "application/octet-stream"},
+        });
+        if let (Some(m), Some(x)) = (m.as_object_mut(), extra.as_object()) {
+            m.extend(x.clone());
+        }
+        m
+    }
+
+    fn record(name: &str, old: Option<Value>, new: Option<Value>) -> EventRecord {
+        let mut change =
+            json!({"Keys": {"upload_id": {"S": "u1"}}, "SequenceNumber": "1", "SizeBytes": 1});
+        if let Some(o) = old {
+            change["OldImage"] = o;
+        }
+        if let Some(n) = new {
+            change["NewImage"] = n;
+        }
+        serde_json::from_value(json!({"eventID": "e", "eventName": name, "awsRegion": "us-east-1", "dynamodb": change}))
+            .unwrap()
+    }
+
+    fn completion() -> Value {
+        json!({"etag": {"S": "\"e\""}, "completed_size": {"N": "5"}, "location": {"S": "http://x"}})
+    }
+
+    #[test]
+    fn only_arrivals_in_a_terminal_state_and_inserts_are_events() {
+        for from in Status::ALL {
+            for to in Status::ALL {
+                if !from.can_become(to) {
+                    continue;
+                }
+                let extra = if to == Status::Completed {
+                    completion()
+                } else {
+                    json!({})
+                };
+                let r = record(
+                    "MODIFY",
+                    Some(item(from.as_str(), json!({}))),
+                    Some(item(to.as_str(), extra)),
+                );
+                let got = notice(&r, "b").unwrap().map(|n| n.detail_type);
+                let want = match to {
+                    Status::Completed => Some(DetailType::Completed),
+                    Status::Aborted => Some(DetailType::Aborted),
+                    _ => None,
+                };
+                assert_eq!(got, want, "{from:?} -> {to:?}");
+            }
+        }
+        let insert = record("INSERT", None, Some(item("ACTIVE", json!({}))));
+        let n = notice(&insert, "b").unwrap().unwrap();
+        assert_eq!(n.detail_type, DetailType::Started);
+        assert_eq!(n.detail["eventId"], "u1:STARTED");
+        assert_eq!(n.detail["initiatedAt"], "1970-01-01T00:00:01.000Z");
+        // A TTL deletion, and a rewrite of a terminal item, are not events.
+        let done = item("COMPLETED", completion());
+        assert_eq!(
+            notice(&record("REMOVE", Some(done.clone()), None), "b").unwrap(),
+            None
+        );
+        assert_eq!(
+            notice(&record("MODIFY", Some(done.clone()), Some(done)), "b").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unreadable_image_is_an_error_not_an_invented_event() {
+        let no_completion = record(
+            "MODIFY",
+            Some(item("COMPLETING", json!({}))),
+            Some(item("COMPLETED", json!({}))),
+        );
+        assert!(notice(&no_completion, "b").is_err());
+        let mut broken = item("ABORTED", json!({}));
+        broken["initiated_at"] = json!({"S": "yesterday"});
+        let r = record("MODIFY", Some(item("ABORTING", json!({}))), Some(broken));
+        assert!(notice(&r, "b").is_err());
+    }
+
+    #[test]
+    fn the_stamps_say_who_and_why() {
+        let stamps = json!({"aborted_by": {"S": "sweep"}, "abort_reason": {"S": "stale"}});
+        let r = record(
+            "MODIFY",
+            Some(item("ABORTING", stamps.clone())),
+            Some(item("ABORTED", stamps)),
+        );
+        let d = notice(&r, "b").unwrap().unwrap().detail;
+        assert_eq!(
+            (d["source"].as_str(), d["reason"].as_str()),
+            (Some("sweep"), Some("stale"))
+        );
+        assert_eq!(d["abortedAt"], "1970-01-01T00:00:02.000Z");
+    }
+}

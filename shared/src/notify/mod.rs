@@ -83,30 +83,26 @@ pub async fn handle(n: &Notifier, event: Event) -> DynamoDbEventResponse {
         let mut wave = vec![];
         for i in 0..records.len() {
             let up = uploads[i].as_str();
-            if done[i] {
+            // An earlier record of this upload is still out in this wave: wait.
+            if done[i] || in_wave.contains(up) {
                 continue;
             }
+            // Every earlier record of this upload is settled by now.
             if failed[i] || blocked.contains(up) {
                 failed[i] = true;
                 done[i] = true;
                 blocked.insert(up);
-                continue;
-            }
-            if in_wave.contains(up) {
-                continue;
-            }
-            in_wave.insert(up);
-            if notices[i].is_some() {
+            } else if notices[i].is_some() {
+                in_wave.insert(up);
                 wave.push(i);
             } else {
                 done[i] = true;
             }
         }
+        // Nothing out: every record was settled in this pass. Otherwise each
+        // pass settles at least its wave, so the loop ends.
         if wave.is_empty() {
-            if done.iter().all(|d| *d) {
-                break;
-            }
-            continue;
+            break;
         }
         let mut results = Vec::with_capacity(wave.len());
         for group in wave.chunks(MAX_ENTRIES * CALLS_IN_FLIGHT) {
