@@ -19,6 +19,12 @@ case " $* " in
   *" --env-file "*) ;;
   *) mkdir -p target && args+=(--env-file target/partwise-local.env) ;;
 esac
+# Upload grants (POST /grants) need a signing key: a fresh one each run,
+# unless one is given ("current[,previous]", 32 bytes or more each).
+if [ -z "${PARTWISE_GRANT_KEYS:-}" ]; then
+  PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+  export PARTWISE_GRANT_KEYS
+fi
 # PARTWISE_LOCAL_BIN: a partwise-local already built (scripts/test.sh passes
 # the one it built with the workspace's features, so nothing compiles twice).
 if [ -n "${PARTWISE_LOCAL_BIN:-}" ]; then

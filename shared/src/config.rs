@@ -76,6 +76,9 @@ pub struct Config {
     /// keys. On AWS they come from the secret `PARTWISE_GRANT_SECRET_ARN`
     /// names instead (read in [`crate::Context::from_env`]). None: no grants.
     pub grant_keys: Option<GrantKeys>,
+    /// `PARTWISE_GRANT_SECRET_ARN` (none): the Secrets Manager secret holding
+    /// the grant keys, as `PARTWISE_GRANT_KEYS` would; it wins over that.
+    pub grant_secret_arn: Option<String>,
 }
 
 impl Config {
@@ -200,6 +203,7 @@ impl Config {
             grant_keys: get("PARTWISE_GRANT_KEYS")
                 .map(|k| GrantKeys::parse(&k))
                 .transpose()?,
+            grant_secret_arn: get("PARTWISE_GRANT_SECRET_ARN"),
         })
     }
 

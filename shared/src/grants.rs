@@ -132,6 +132,22 @@ impl GrantKeys {
     }
 }
 
+/// The keys held in the Secrets Manager secret `arn` (`current[,previous]`).
+/// Errors name the secret, never its value.
+pub async fn read_secret(sdk: &aws_config::SdkConfig, arn: &str) -> Result<GrantKeys> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| crate::error::from_sdk("GetSecretValue", e))?;
+    let value = out
+        .secret_string()
+        .ok_or_else(|| Error::Config(format!("grant key secret {arn} holds no string")))?;
+    GrantKeys::parse(value)
+}
+
 /// What a caller may ask of `POST /grants`; every field narrows the default.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

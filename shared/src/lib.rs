@@ -37,10 +37,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// Reads the configuration and the SDKs' standard settings from the environment.
+    /// Reads the configuration and the SDKs' standard settings from the
+    /// environment, and the grant signing keys from their secret when
+    /// `PARTWISE_GRANT_SECRET_ARN` names one (once, at cold start).
     pub async fn from_env() -> Result<Self> {
-        let config = Config::from_env()?;
+        let mut config = Config::from_env()?;
         let sdk = aws_config::load_from_env().await;
+        if let Some(arn) = &config.grant_secret_arn {
+            config.grant_keys = Some(grants::read_secret(&sdk, arn).await?);
+        }
         Ok(Self::new(config, &sdk))
     }
 
