@@ -26,13 +26,14 @@ pub async fn ls(api: &Api, json: bool) -> Result<()> {
         println!("no uploads");
         return Ok(());
     }
+    let w = uploads.iter().map(|u| u.upload_id.len()).max().unwrap_or(2);
     println!(
-        "{:<34} {:<10} {:>11} {:>11} {:>6}  FILE",
+        "{:<w$}  {:<10} {:>11} {:>11} {:>6}  FILE",
         "ID", "STATE", "SIZE", "HELD", "AGE"
     );
     for u in &uploads {
         println!(
-            "{:<34} {:<10} {:>11} {:>11} {:>6}  {}",
+            "{:<w$}  {:<10} {:>11} {:>11} {:>6}  {}",
             u.upload_id,
             u.state,
             u.size.map(human_bytes).unwrap_or_else(|| "-".into()),

@@ -49,12 +49,21 @@ impl Bar {
         }
     }
 
-    /// Counts bytes S3 already held, without letting them inflate the rate.
-    pub fn skip(&self, n: u64) {
-        self.file.inc(n);
-        self.total.inc(n);
-        self.file.reset_eta();
-        self.total.reset_eta();
+    /// Bytes S3 already holds leave the bars' lengths, so rate and ETA count
+    /// only what is sent; the message says how much was kept.
+    pub fn expect_held(&self, n: u64) {
+        self.file
+            .set_length(self.file.length().unwrap_or(0).saturating_sub(n));
+        self.total
+            .set_length(self.total.length().unwrap_or(0).saturating_sub(n));
+        self.file
+            .set_message(format!("+{} already in S3", human_bytes(n)));
+    }
+
+    /// A held part that did not match the file: it is sent after all.
+    pub fn unheld(&self, n: u64) {
+        self.file.inc_length(n);
+        self.total.inc_length(n);
     }
 
     pub fn set_message(&self, m: String) {

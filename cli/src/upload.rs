@@ -80,6 +80,7 @@ async fn one(
                 t.plan.part_count
             ));
             state::save(src, &t.saved(api, src));
+            bar.expect_held(held.values().map(|p| p.size).sum());
             (t, held)
         }
         None => {
@@ -308,16 +309,17 @@ impl Job<'_> {
         let len = plan.len(self.src.size, n);
         let part = self.src.read(plan.offset(n), len).await?;
         let crc = part.crc32c_b64();
-        if let Some(h) = held
-            && self.matches(h, &part)
-        {
-            self.bar.skip(len);
-            return Ok(Done {
-                part: n,
-                etag: h.etag.clone(),
-                crc32c: crc,
-                sent: false,
-            });
+        if let Some(h) = held {
+            if !self.matches(h, &part) {
+                self.bar.unheld(h.size);
+            } else {
+                return Ok(Done {
+                    part: n,
+                    etag: h.etag.clone(),
+                    crc32c: crc,
+                    sent: false,
+                });
+            }
         }
         let etag = self.send(n, &part, &crc).await?;
         Ok(Done {
