@@ -203,6 +203,8 @@ fn serve(
             _ = &mut stopped => return Err("interrupted during start-up".into()),
         };
         let ctx = Arc::new(partwise::Context::from_env().await?);
+        // Every event the stack would publish, one JSON line on stderr.
+        let events = partwise_local::events::watch(&stack, &ctx).await?;
         let opts = ServerOptions {
             port,
             dev_auth,
@@ -233,6 +235,7 @@ fn serve(
         println!("Ctrl-C to stop.");
         stopped.await;
         eprintln!("# stopping");
+        events.abort();
         if let Some(path) = env_file {
             let _ = std::fs::remove_file(path);
         }
