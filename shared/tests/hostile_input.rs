@@ -126,7 +126,7 @@ async fn bodies_that_are_not_objects_or_too_deep_create_nothing() {
     let alice = owner("alice");
     let deep = |n: usize| {
         format!(
-            r#"{{"filename":"a.txt","metadata":{}1{}}}"#,
+            r#"{{"filename":"a.txt","metadata":{{"k":{}1{}}}}}"#,
             "[".repeat(n),
             "]".repeat(n)
         )
