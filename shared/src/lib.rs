@@ -4,6 +4,7 @@
 //! - [`api`]: the HTTP API's handlers and route table (API Gateway payload 2.0);
 //! - [`lifecycle`]: complete and abort, choreographed with the state machine;
 //! - [`notify`]: upload events, from the tracking table's stream to EventBridge;
+//! - [`metadata`]: Uppy's metadata as S3 user metadata;
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
 //! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod grants;
 pub mod keys;
 pub mod lifecycle;
+pub mod metadata;
 pub mod model;
 pub mod notify;
 pub mod plan;

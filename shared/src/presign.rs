@@ -194,6 +194,7 @@ impl Presigner {
         content_type: &str,
         max_size: u64,
         expiry: Duration,
+        metadata: &crate::metadata::Metadata,
     ) -> Result<PostForm> {
         let provider = self
             .credentials
@@ -216,6 +217,7 @@ impl Presigner {
             access_key: creds.access_key_id(),
             secret_key: creds.secret_access_key(),
             session_token: creds.session_token(),
+            metadata,
         })?;
         Ok(PostForm {
             method: "POST",
@@ -238,6 +240,8 @@ pub struct PolicyInput<'a> {
     pub access_key: &'a str,
     pub secret_key: &'a str,
     pub session_token: Option<&'a str>,
+    /// The object's user metadata, as `x-amz-meta-*` fields the policy binds.
+    pub metadata: &'a crate::metadata::Metadata,
 }
 
 /// Builds and signs the POST policy; returns the form fields.
@@ -268,6 +272,9 @@ pub fn sign_post_policy(p: &PolicyInput<'_>) -> Result<BTreeMap<String, String>>
     fields.insert("x-amz-date".to_string(), amz_date);
     if let Some(token) = p.session_token {
         fields.insert("x-amz-security-token".to_string(), token.to_string());
+    }
+    for (k, v) in p.metadata {
+        fields.insert(format!("x-amz-meta-{k}"), v.clone());
     }
     let mut conditions = vec![
         json!({ "bucket": p.bucket }),
@@ -302,6 +309,7 @@ mod tests {
             access_key: "AKIDEXAMPLE",
             secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             session_token: None,
+            metadata: &Default::default(),
         })
         .unwrap();
         assert_eq!(fields["x-amz-date"], "20150830T123600Z");

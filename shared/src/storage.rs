@@ -1,6 +1,7 @@
 //! S3 calls: create, list parts, complete, abort-and-confirm, head.
 
 use crate::error::{Error, Result, from_sdk};
+use crate::metadata::Metadata;
 use crate::model::{ChecksumAlgorithm, ObjectChecksum};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -142,6 +143,19 @@ impl Storage {
         content_type: &str,
         checksum: Option<ChecksumAlgorithm>,
     ) -> Result<String> {
+        self.create_upload(key, content_type, checksum, &Metadata::new())
+            .await
+    }
+
+    /// Starts a multipart upload with `metadata` as the object's user
+    /// metadata (`x-amz-meta-*`, set once here and kept at complete).
+    pub async fn create_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        checksum: Option<ChecksumAlgorithm>,
+        metadata: &Metadata,
+    ) -> Result<String> {
         let out = self
             .client
             .create_multipart_upload()
@@ -150,6 +164,7 @@ impl Storage {
             .content_type(content_type)
             .set_checksum_algorithm(checksum.map(|a| a.as_str().into()))
             .set_checksum_type(checksum.map(|a| a.checksum_type().into()))
+            .set_metadata((!metadata.is_empty()).then(|| metadata.clone().into_iter().collect()))
             .send()
             .await
             .map_err(|e| from_sdk("CreateMultipartUpload", e))?;

@@ -1,6 +1,7 @@
 //! DynamoDB tracking: one item per upload, changed only by conditional writes.
 
 use crate::error::{Error, Result, from_sdk};
+use crate::metadata::Metadata;
 use crate::model::{
     AbortReason, Actor, ChecksumAlgorithm, Completion, ObjectChecksum, Status, Upload, now_millis,
 };
@@ -81,7 +82,17 @@ impl Store {
 
     /// Writes a new item; fails if one with this upload id exists already.
     pub async fn insert(&self, upload: &Upload) -> Result<()> {
+        self.insert_with_metadata(upload, &Metadata::new()).await
+    }
+
+    /// [`Store::insert`], keeping the upload's user metadata on the item too
+    /// (`metadata`, a map of strings, only when there is some).
+    pub async fn insert_with_metadata(&self, upload: &Upload, metadata: &Metadata) -> Result<()> {
         let mut item = Item::from(upload);
+        if !metadata.is_empty() {
+            let map = metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+            item.insert("metadata".into(), AttributeValue::M(map));
+        }
         if !upload.status.is_terminal() {
             item.insert("live_shard".into(), s(self.shard_of(&upload.upload_id)));
         }
@@ -238,8 +249,8 @@ impl Store {
     }
 }
 
-/// One page of an owner's uploads, newest first, and where the next starts.
-pub struct OwnerPage {
+/// One page of uploads from an index, and where the next starts.
+pub struct Page {
     pub uploads: Vec<Upload>,
     /// DynamoDB's LastEvaluatedKey; None on the last page.
     pub next: Option<Item>,
@@ -256,7 +267,7 @@ impl Store {
         states: Option<&[Status]>,
         start: Option<Item>,
         limit: usize,
-    ) -> Result<OwnerPage> {
+    ) -> Result<Page> {
         const MAX_ROUNDS: usize = 8;
         let mut uploads = Vec::with_capacity(limit);
         let mut next = start;
@@ -295,17 +306,38 @@ impl Store {
                 "owner page short after filtering"
             );
         }
-        Ok(OwnerPage { uploads, next })
+        Ok(Page { uploads, next })
     }
 }
 
-/// One page of the live-uploads index, and where the next starts.
-pub struct LivePage {
-    pub uploads: Vec<Upload>,
-    pub next: Option<Item>,
-}
-
 impl Store {
+    /// The live-uploads query for one shard: items initiated before
+    /// `cutoff_ms`, oldest first, optionally only keys under `prefix`.
+    fn live_query(
+        &self,
+        shard: u32,
+        cutoff_ms: i64,
+        prefix: Option<&str>,
+        start: Option<Item>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LIVE_INDEX)
+            .key_condition_expression("live_shard = :shard AND initiated_at < :cutoff")
+            .expression_attribute_values(":shard", s(shard.to_string()))
+            .expression_attribute_values(":cutoff", n(cutoff_ms))
+            .set_exclusive_start_key(start);
+        match prefix {
+            Some(p) => q
+                .filter_expression("begins_with(#key, :prefix)")
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":prefix", s(p)),
+            None => q,
+        }
+    }
+
     /// Live uploads of one shard initiated before `cutoff_ms`, oldest first,
     /// optionally only keys under `prefix`.
     pub async fn live_page(
@@ -315,30 +347,19 @@ impl Store {
         prefix: Option<&str>,
         start: Option<Item>,
         page_size: i32,
-    ) -> Result<LivePage> {
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LIVE_INDEX)
-            .key_condition_expression("live_shard = :shard AND initiated_at < :cutoff")
-            .expression_attribute_values(":shard", s(shard.to_string()))
-            .expression_attribute_values(":cutoff", n(cutoff_ms))
-            .set_exclusive_start_key(start)
-            .limit(page_size);
-        if let Some(p) = prefix {
-            q = q
-                .filter_expression("begins_with(#key, :prefix)")
-                .expression_attribute_names("#key", "key")
-                .expression_attribute_values(":prefix", s(p));
-        }
-        let out = q.send().await.map_err(|e| from_sdk("Query", e))?;
+    ) -> Result<Page> {
+        let out = self
+            .live_query(shard, cutoff_ms, prefix, start)
+            .limit(page_size)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Query", e))?;
         let uploads = out
             .items()
             .iter()
             .map(Upload::try_from)
             .collect::<Result<Vec<_>>>()?;
-        Ok(LivePage {
+        Ok(Page {
             uploads,
             next: out.last_evaluated_key.filter(|k| !k.is_empty()),
         })
@@ -354,23 +375,12 @@ impl Store {
         prefix: Option<&str>,
         start: Option<Item>,
     ) -> Result<(u64, Option<Item>)> {
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LIVE_INDEX)
+        let out = self
+            .live_query(shard, cutoff_ms, prefix, start)
             .select(aws_sdk_dynamodb::types::Select::Count)
-            .key_condition_expression("live_shard = :shard AND initiated_at < :cutoff")
-            .expression_attribute_values(":shard", s(shard.to_string()))
-            .expression_attribute_values(":cutoff", n(cutoff_ms))
-            .set_exclusive_start_key(start);
-        if let Some(p) = prefix {
-            q = q
-                .filter_expression("begins_with(#key, :prefix)")
-                .expression_attribute_names("#key", "key")
-                .expression_attribute_values(":prefix", s(p));
-        }
-        let out = q.send().await.map_err(|e| from_sdk("Query", e))?;
+            .send()
+            .await
+            .map_err(|e| from_sdk("Query", e))?;
         Ok((
             out.count.max(0) as u64,
             out.last_evaluated_key.filter(|k| !k.is_empty()),

@@ -283,3 +283,123 @@ async fn without_a_key_grants_are_off() {
         .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn uppys_metadata_lands_on_the_object_and_the_item() {
+    let ctx = ctx().await;
+    let erin = owner("erin");
+    let g = grant(&ctx, &erin, json!({})).await;
+    let meta = json!({"name": "plan.pdf", "type": "application/pdf", "relativePath": null,
+        "Project": "Bridge 7", "caption": "café"});
+    let (status, started) = via(G_CREATE, &g)
+        .json(json!({"filename": "plan.pdf", "type": "application/pdf", "metadata": meta}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let key = started["key"].as_str().unwrap().to_string();
+    let upload_id = started["uploadId"].as_str().unwrap().to_string();
+    let (_, signed) = via(G_SIGN, &g)
+        .path("uploadId", &upload_id)
+        .path("partNumber", 1)
+        .send(&ctx)
+        .await;
+    let (_, etag) = put(signed["url"].as_str().unwrap(), bytes(500, 3)).await;
+    let (status, done) = via(G_COMPLETE, &g)
+        .path("uploadId", &upload_id)
+        .json(json!({"parts": [{"PartNumber": 1, "ETag": etag.unwrap()}]}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{done}");
+
+    let head = ctx
+        .storage
+        .client()
+        .head_object()
+        .bucket(ctx.storage.bucket())
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let on_object = head.metadata().cloned().unwrap_or_default();
+    assert_eq!(on_object.get("name").map(String::as_str), Some("plan.pdf"));
+    assert_eq!(
+        on_object.get("project").map(String::as_str),
+        Some("Bridge 7")
+    );
+    assert_eq!(
+        on_object.get("caption").map(String::as_str),
+        Some("=?UTF-8?B?Y2Fmw6k=?=")
+    );
+    assert!(!on_object.contains_key("relativepath"));
+
+    let sdk = aws_config::load_from_env().await;
+    let item = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(&ctx.config.table)
+        .key(
+            "upload_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(upload_id.clone()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let on_item = item["metadata"].as_m().unwrap();
+    assert_eq!(on_item["project"].as_s().unwrap(), "Bridge 7");
+
+    // The POST form binds the metadata as x-amz-meta-* fields.
+    let (status, form) = via(G_PARAMS, &g)
+        .query("filename", "a.txt")
+        .query("metadata[name]", "a.txt")
+        .query("metadata[Project]", "Bridge 7")
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{form}");
+    assert_eq!(form["fields"]["x-amz-meta-project"], "Bridge 7");
+    assert_eq!(form["fields"]["x-amz-meta-name"], "a.txt");
+    let mut multipart = reqwest::multipart::Form::new();
+    for (k, v) in form["fields"].as_object().unwrap() {
+        multipart = multipart.text(k.clone(), v.as_str().unwrap().to_string());
+    }
+    multipart = multipart.part("file", reqwest::multipart::Part::bytes(b"hello".to_vec()));
+    let resp = http()
+        .post(form["url"].as_str().unwrap())
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "POST form: {}", resp.status());
+    let posted = ctx
+        .storage
+        .client()
+        .head_object()
+        .bucket(ctx.storage.bucket())
+        .key(form["fields"]["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let posted = posted.metadata().cloned().unwrap_or_default();
+    assert_eq!(posted.get("project").map(String::as_str), Some("Bridge 7"));
+
+    // Bad metadata is a 400, and nothing is started.
+    for bad in [
+        json!({"bad key": "x"}),
+        json!({"k": "a\u{7}b"}),
+        json!({"k": "x".repeat(2100)}),
+    ] {
+        let (status, body) = via(G_CREATE, &g)
+            .json(json!({"filename": "x.bin", "metadata": bad}))
+            .send(&ctx)
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, _) = via(G_PARAMS, &g)
+        .query("filename", "a.txt")
+        .query("metadata[a b]", "x")
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 400);
+    let (_, listed) = via(G_UPLOADS, &g).query("state", "live").send(&ctx).await;
+    assert_eq!(listed["uploads"], json!([]), "no upload left started");
+}

@@ -670,6 +670,7 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("validate::part_numbers(", &[400]),
     ("PartPlan::for_size(", &[413]),
     ("ctx.store.insert(", &[409]),
+    ("insert_with_metadata(", &[409]),
     ("lifecycle::abort(", &[404, 409]),
     ("lifecycle::complete(", &[404, 409, 422]),
     ("bad_request(", &[400]),
@@ -1108,6 +1109,7 @@ fn typed_responses_fit_their_schemas() {
             access_key: "ASIAEXAMPLE",
             secret_key: "secret",
             session_token: token,
+            metadata: &Default::default(),
         })
         .unwrap();
         let form = PostForm {

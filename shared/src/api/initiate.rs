@@ -4,7 +4,7 @@ use super::{Request, response};
 use crate::error::{Error, Result};
 use crate::model::{ChecksumAlgorithm, Status, Upload, now_millis};
 use crate::plan::PartPlan;
-use crate::{Context, keys, validate};
+use crate::{Context, keys, metadata, validate};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde::Deserialize;
 use serde_json::json;
@@ -20,6 +20,9 @@ struct CreateBody {
     size: Option<u64>,
     #[serde(rename = "checksumAlgorithm", default)]
     checksum_algorithm: Option<String>,
+    /// Uppy's file metadata: the object's user metadata, and on the item.
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
 }
 
 /// Starts a multipart upload and tracks it. If tracking fails, the S3 upload
@@ -33,6 +36,7 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
     let content_type = validate::content_type(&ctx.config, body.content_type.as_deref())?;
     let size = validate::size(&ctx.config, body.size)?;
     let checksum = checksum_algorithm(body.checksum_algorithm.as_deref())?;
+    let user_metadata = metadata::from_uppy(body.metadata.as_ref())?;
     let plan = size
         .map(|s| PartPlan::for_size(s, ctx.config.part_size))
         .transpose()?;
@@ -44,7 +48,7 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
 
     let upload_id = ctx
         .storage
-        .create_with_checksum(&key, &content_type, checksum)
+        .create_upload(&key, &content_type, checksum, &user_metadata)
         .await?;
     let now = now_millis();
     let upload = Upload {
@@ -62,7 +66,11 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         expires_at: None,
         checksum,
     };
-    if let Err(e) = ctx.store.insert(&upload).await {
+    if let Err(e) = ctx
+        .store
+        .insert_with_metadata(&upload, &user_metadata)
+        .await
+    {
         if let Err(abort_err) = ctx
             .storage
             .abort_and_confirm(&upload.key, &upload.upload_id, ctx.config.abort_attempts)
@@ -129,6 +137,7 @@ pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2h
     let owner = req.owner(ctx.config.anonymous)?;
     let filename = keys::sanitize_filename(&req.query("filename").unwrap_or_default())?;
     let content_type = validate::content_type(&ctx.config, req.query("type").as_deref())?;
+    let user_metadata = metadata::from_query(req.event.query_string_parameters.iter())?;
     let max = ctx.config.max_post_size;
     if let Some(raw) = req.query("size") {
         let size: u64 = raw.parse().map_err(|_| {
@@ -144,7 +153,13 @@ pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2h
     let key = keys::build_key(&ctx.config.key_prefix, &owner, &id, &filename)?;
     let form = ctx
         .presigner
-        .post_form(&key, &content_type, max, ctx.config.url_expiry)
+        .post_form(
+            &key,
+            &content_type,
+            max,
+            ctx.config.url_expiry,
+            &user_metadata,
+        )
         .await?;
     Ok(response::json(200, &form))
 }
