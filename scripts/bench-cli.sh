@@ -5,10 +5,13 @@
 # against parallel x part size + 64 MiB; and a resume after a SIGKILL at 50 %.
 # Not a test: it prints figures (and exits non-zero only if something fails).
 #
-#   scripts/bench-cli.sh [SIZE_MIB]      (default 1024)
+#   scripts/bench-cli.sh [--no-build] [SIZE_MIB]      (default 1024)
+#   --no-build: use the binaries already built (target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+build=1
+if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 SIZE_MIB=${1:-1024}
 PARALLEL=8
 ROUNDS=2
@@ -16,9 +19,10 @@ CACHE="${PARTWISE_CACHE:-$HOME/.cache/partwise}"
 
 bash scripts/install-deps.sh garage dynamodb awscli
 AWS=$(ls -d "$CACHE"/venv-awscli-*/bin/aws | sort -V | tail -1)
-cargo build --profile bench -p partwise-local -p partwise-cli >&2
-LOCAL=target/bench/partwise-local
-CLI=target/bench/partwise
+if [ "$build" = 1 ]; then cargo build --profile bench -p partwise-local -p partwise-cli >&2; fi
+# The bench profile builds into target/release.
+LOCAL=target/release/partwise-local
+CLI=target/release/partwise
 
 work=$(mktemp -d /tmp/partwise-bench-cli.XXXXXX)
 server=""
@@ -60,22 +64,20 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "# round $round: aws s3 cp $(secs "${aws_times[-1]}") s, partwise $(secs "$t") s" >&2
 done
 
-# Resume: kill the CLI once S3 holds half the file, then run it again.
+# Resume: kill the CLI once it has sent half the file (bytes written to its
+# sockets, from /proc), then run it again.
 "$CLI" upload --json --parallel "$PARALLEL" "$file" >"$work/killed.json" 2>"$work/killed.err" &
 victim=$!
 half=$((SIZE_MIB * 1024 * 1024 / 2))
-held=0
-for _ in $(seq 1 3000); do
-  held=$("$CLI" ls --json | python3 -c 'import json,sys
-u=[json.loads(l) for l in sys.stdin if l.strip()]
-print(max([x.get("bytesHeld") or 0 for x in u if x["state"]=="ACTIVE"] or [0]))')
-  [ "$held" -ge "$half" ] && break
+for _ in $(seq 1 15000); do
+  sent=$(awk '/^wchar/ {print $2}' "/proc/$victim/io" 2>/dev/null || echo 0)
+  [ "${sent:-0}" -ge "$half" ] && break
   kill -0 "$victim" 2>/dev/null || break
-  sleep 0.1
+  sleep 0.02
 done
 kill -9 "$victim" 2>/dev/null || { echo "the CLI finished before it could be killed at 50 %" >&2; exit 1; }
 wait "$victim" 2>/dev/null || true
-sleep 1
+sleep 1   # S3 finishes what it was receiving
 held=$("$CLI" ls --json | python3 -c 'import json,sys
 u=[json.loads(l) for l in sys.stdin if l.strip()]
 print(max([x.get("bytesHeld") or 0 for x in u if x["state"]=="ACTIVE"] or [0]))')

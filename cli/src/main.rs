@@ -28,6 +28,7 @@ fn main() {
         eprintln!("partwise: internal error ({what}); this is a bug, please report it");
     }));
     let cli = Cli::parse();
+    part_buffers_from_mmap();
     let code = match tokio::runtime::Runtime::new() {
         Ok(rt) => match rt.block_on(interruptible(cli)) {
             Ok(()) => 0,
@@ -42,6 +43,18 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// glibc raises its mmap threshold after the first large free, and from then on
+/// serves multi-MiB part buffers from per-thread arenas that keep freed memory:
+/// peak memory drifts far above parallel x part size. A fixed threshold keeps
+/// every buffer of 1 MiB or more in its own mapping, returned on free.
+fn part_buffers_from_mmap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
 }
 
 /// Runs the command until it ends or Ctrl-C (what was uploaded stays resumable).
