@@ -99,6 +99,20 @@ pub fn part_numbers(raw: &str, part_count: Option<u32>, cap: usize) -> Result<Ve
     Ok(out)
 }
 
+/// A client's preferred part size, when given: within S3's 5 MiB – 5 GiB.
+pub fn part_size(preferred: Option<u64>) -> Result<Option<u64>> {
+    match preferred {
+        Some(p) if !(limits::MIN_PART_SIZE..=limits::MAX_PART_SIZE).contains(&p) => {
+            Err(Error::bad_request(format!(
+                "partSize {p} is outside S3's {} to {} bytes",
+                limits::MIN_PART_SIZE,
+                limits::MAX_PART_SIZE
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +258,18 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_preferred_part_size_stays_within_s3s_limits() {
+        assert_eq!(part_size(None).unwrap(), None);
+        assert_eq!(
+            part_size(Some(limits::MIN_PART_SIZE)).unwrap(),
+            Some(limits::MIN_PART_SIZE)
+        );
+        for bad in [0, limits::MIN_PART_SIZE - 1, limits::MAX_PART_SIZE + 1] {
+            assert_eq!(part_size(Some(bad)).unwrap_err().status(), 400, "{bad}");
         }
     }
 }

@@ -720,3 +720,28 @@ async fn an_empty_file_posts_through_the_form_byte_exact() {
     let key = form["fields"]["key"].as_str().unwrap();
     assert_eq!(s3_object(&ctx, key).await, Some(vec![]));
 }
+
+#[tokio::test]
+async fn a_preferred_part_size_shapes_the_plan_within_s3s_limits() {
+    let ctx = ctx().await;
+    let alice = owner("alice");
+    let mib = 1024 * 1024u64;
+    let (status, body) = Call::new(CREATE)
+        .owner(&alice)
+        .json(json!({"filename": "big.bin", "size": 100 * mib, "partSize": 32 * mib}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["partSize"].as_u64(), body["partCount"].as_u64()),
+        (Some(32 * mib), Some(4))
+    );
+    for bad in [1, 5 * mib - 1, 5 * 1024 * mib + 1] {
+        let (status, body) = Call::new(CREATE)
+            .owner(&alice)
+            .json(json!({"filename": "big.bin", "size": 100 * mib, "partSize": bad}))
+            .send(&ctx)
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}

@@ -20,6 +20,10 @@ struct CreateBody {
     size: Option<u64>,
     #[serde(rename = "checksumAlgorithm", default)]
     checksum_algorithm: Option<String>,
+    /// The client's preferred part size (5 MiB – 5 GiB); grown like the
+    /// configured one to stay within 10,000 parts.
+    #[serde(rename = "partSize", default)]
+    part_size: Option<u64>,
     /// Uppy's file metadata: the object's user metadata, and on the item.
     #[serde(default)]
     metadata: Option<serde_json::Value>,
@@ -37,9 +41,8 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
     let size = validate::size(&ctx.config, body.size)?;
     let checksum = checksum_algorithm(body.checksum_algorithm.as_deref())?;
     let user_metadata = metadata::from_uppy(body.metadata.as_ref())?;
-    let plan = size
-        .map(|s| PartPlan::for_size(s, ctx.config.part_size))
-        .transpose()?;
+    let preferred = validate::part_size(body.part_size)?.unwrap_or(ctx.config.part_size);
+    let plan = size.map(|s| PartPlan::for_size(s, preferred)).transpose()?;
     let id = uuid::Uuid::now_v7().simple().to_string();
     let key = keys::build_key(&ctx.config.key_prefix, &owner, &id, &filename)?;
     if size == Some(0) {
@@ -137,7 +140,19 @@ pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2h
     let owner = req.owner(ctx.config.anonymous)?;
     let filename = keys::sanitize_filename(&req.query("filename").unwrap_or_default())?;
     let content_type = validate::content_type(&ctx.config, req.query("type").as_deref())?;
-    let user_metadata = metadata::from_query(req.event.query_string_parameters.iter())?;
+    // One value per name: the event splits values at commas, `req.query` joins them back.
+    let names: std::collections::BTreeSet<&str> = req
+        .event
+        .query_string_parameters
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("metadata["))
+        .collect();
+    let values: Vec<(&str, String)> = names
+        .into_iter()
+        .filter_map(|k| Some((k, req.query(k)?)))
+        .collect();
+    let user_metadata = metadata::from_query(values.iter().map(|(k, v)| (*k, v.as_str())))?;
     let max = ctx.config.max_post_size;
     if let Some(raw) = req.query("size") {
         let size: u64 = raw.parse().map_err(|_| {
