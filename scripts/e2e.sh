@@ -99,7 +99,9 @@ if [ -z "${E2E_API:-}" ]; then
 
   # --- 3. the API and its stack ----------------------------------------------
   # Port 0: the server binds a free port itself and prints it, so no race.
-  "$bin" serve --anonymous --no-dev-auth --port 0 >"$work/api.out" 2>"$work/api.log" &
+  # A grant signing key of its own, for e2e/grants.test.mjs.
+  PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" \
+    "$bin" serve --anonymous --no-dev-auth --port 0 >"$work/api.out" 2>"$work/api.log" &
   api_pid=$!
   for _ in $(seq 1 1200); do
     E2E_API=$(sed -n 's|^Partwise API: \(http://[^ ]*\)$|\1|p' "$work/api.out")
@@ -122,7 +124,7 @@ E2E_API="$E2E_API" E2E_SITE="$work/site" E2E_CHROMIUM="$CHROMIUM" \
   setsid --wait node --test \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$work/test.tap" \
-  e2e/uploads.test.mjs &
+  e2e/*.test.mjs &
 tests_pid=$!
 status=0
 wait "$tests_pid" || status=$?

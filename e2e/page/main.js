@@ -55,9 +55,15 @@ picker.addEventListener('change', () => {
 
 window.e2e = {
   ready: true,
-  /** Fresh Uppy; `multipart: true` forces multipart whatever the size. */
-  reset({ multipart = false } = {}) {
-    reset(multipart ? { shouldUseMultipart: true } : {})
+  /**
+   * Fresh Uppy; `multipart: true` forces multipart whatever the size, and
+   * `endpoint` (an upload grant's, from POST /grants) replaces the API's.
+   */
+  reset({ multipart = false, endpoint = null } = {}) {
+    reset({
+      ...(multipart ? { shouldUseMultipart: true } : {}),
+      ...(endpoint ? { companionEndpoint: endpoint } : {}),
+    })
   },
   fileCount: () => uppy.getFiles().length,
   /** Starts uploading; `settle()` waits for the outcome. */

@@ -38,7 +38,8 @@ pub fn from_uppy(value: Option<&Value>) -> Result<Metadata> {
     Ok(out)
 }
 
-/// Query parameters in Uppy's `metadata[name]=value` form (for `/s3/params`).
+/// Query parameters in Uppy's `metadata[name]=value` form (for `/s3/params`),
+/// one pair per distinct name (repeated values already joined).
 pub fn from_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Metadata> {
     let mut out = Metadata::new();
     for (k, v) in pairs {

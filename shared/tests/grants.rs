@@ -403,3 +403,17 @@ async fn uppys_metadata_lands_on_the_object_and_the_item() {
     let (_, listed) = via(G_UPLOADS, &g).query("state", "live").send(&ctx).await;
     assert_eq!(listed["uploads"], json!([]), "no upload left started");
 }
+
+#[tokio::test]
+async fn metadata_values_with_commas_survive_the_query_string() {
+    let ctx = ctx().await;
+    let g = grant(&ctx, &owner("fay"), json!({})).await;
+    // API Gateway's event splits query values at commas; one value it stays.
+    let (status, form) = via(G_PARAMS, &g)
+        .query("filename", "my report, v2.bin")
+        .query("metadata[name]", "my report, v2.bin")
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{form}");
+    assert_eq!(form["fields"]["x-amz-meta-name"], "my report, v2.bin");
+}
