@@ -73,11 +73,11 @@ async fn one(
                 Found::ServerList => "the server's list of unfinished uploads",
             };
             out.note(&format!(
-                "{}: resuming upload {} (found in {how}; S3 holds {} of {} parts, checking them against the file)",
+                "resuming {}: S3 holds {} of {} parts, each checked against the file before it is kept\n  (upload {}, found in {how})",
                 src.path.display(),
-                t.upload_id,
                 held.len(),
-                t.plan.part_count
+                t.plan.part_count,
+                t.upload_id,
             ));
             state::save(src, &t.saved(api, src));
             bar.expect_held(held.values().map(|p| p.size).sum());

@@ -126,7 +126,7 @@ async fn kill_and_resume(elsewhere: bool) {
         "this machine's record"
     };
     assert!(
-        run.stderr.contains(&format!("resuming upload {id}")),
+        run.stderr.contains(&format!("(upload {id}, found in")),
         "{run:?}"
     );
     assert!(run.stderr.contains(how), "{run:?}");
