@@ -25,6 +25,9 @@ if [ -z "${PARTWISE_GRANT_KEYS:-}" ]; then
   PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
   export PARTWISE_GRANT_KEYS
 fi
+# The upload page (web/) is static: build it once and serve it anywhere.
+echo "Upload page: (cd web && npm ci && npm run build) && python3 -m http.server -b 127.0.0.1 -d web/dist 8080" >&2
+echo "  then open http://127.0.0.1:8080/?api=http://127.0.0.1:<API port, 3000 by default>" >&2
 # PARTWISE_LOCAL_BIN: a partwise-local already built (scripts/test.sh passes
 # the one it built with the workspace's features, so nothing compiles twice).
 if [ -n "${PARTWISE_LOCAL_BIN:-}" ]; then

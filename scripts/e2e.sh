@@ -83,11 +83,36 @@ if [ "$(readlink e2e/node_modules 2>/dev/null)" != "$modules/node_modules" ]; th
   ln -s "$modules/node_modules" e2e/node_modules
 fi
 
+# The upload page's own packages (web/), cached the same way.
+web_hash=$(sha256sum web/package-lock.json | cut -c1-16)
+web_modules="$CACHE/web-$web_hash"
+if [ ! -f "$web_modules/.done" ]; then
+  log "npm ci into $web_modules (once per lock file)"
+  tmp="$web_modules.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  cp web/package.json web/package-lock.json "$tmp/"
+  (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  touch "$tmp/.done"
+  [ -f "$web_modules/.done" ] || rm -rf "$web_modules"
+  mv -T "$tmp" "$web_modules" 2>/dev/null || rm -rf "$tmp"
+fi
+if [ "$(readlink web/node_modules 2>/dev/null)" != "$web_modules/node_modules" ]; then
+  rm -rf web/node_modules
+  ln -s "$web_modules/node_modules" web/node_modules
+fi
+
 # --- 2. build --------------------------------------------------------------
 mkdir -p "$work/site"
 cp e2e/page/index.html "$work/site/"
 e2e/node_modules/.bin/esbuild e2e/page/main.js --bundle --format=esm --target=chrome120 \
   --log-level=warning --outfile="$work/site/main.js"
+mkdir -p "$work/web"
+cp web/src/index.html "$work/web/"
+web/node_modules/.bin/esbuild web/src/main.js --bundle --format=esm --target=chrome120 --minify \
+  --log-level=warning --outfile="$work/web/main.js"
+# Screenshots of the upload page (before, during, after an upload).
+artifacts="${E2E_ARTIFACTS:-target/e2e-artifacts}"
+mkdir -p "$artifacts"
 
 if [ -z "${E2E_API:-}" ]; then
   bash scripts/install-deps.sh garage dynamodb
@@ -120,7 +145,7 @@ log "API at $E2E_API (ready after $((SECONDS - started)) s)"
 # In its own process group, waited for in the background, so a signal to this
 # script is handled at once and the cleanup stops the tests (and, through
 # Playwright's own SIGTERM handling, Chromium) too. The TAP copy is for the tally.
-E2E_API="$E2E_API" E2E_SITE="$work/site" E2E_CHROMIUM="$CHROMIUM" \
+E2E_API="$E2E_API" E2E_SITE="$work/site" E2E_WEB="$work/web" E2E_ARTIFACTS="$artifacts" E2E_CHROMIUM="$CHROMIUM" \
   setsid --wait node --test \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$work/test.tap" \
@@ -138,6 +163,7 @@ if [ "$status" -eq 0 ] && [ "${passed:-0}" -eq 0 ]; then
   log "no test ran"
   status=1
 fi
+log "page screenshots in $artifacts"
 log "done in $((SECONDS - started)) s"
 echo "e2e: ${passed:-0} passed, $failed failed"
 exit "$status"

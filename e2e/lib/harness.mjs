@@ -6,7 +6,12 @@ import http from 'node:http'
 import path from 'node:path'
 import { chromium } from 'playwright-core'
 
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.map': 'application/json' }
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json',
+}
 
 /** Serves `dir` on 127.0.0.1 (free port): `{ origin, close() }`. */
 export async function serveSite(dir) {
