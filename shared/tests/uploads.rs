@@ -314,3 +314,28 @@ async fn anonymous_mode_lists_the_anonymous_owners_uploads() {
     let (status, _) = Call::new(ABORT).path("uploadId", &id).send(&ctx).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_completed_upload_lists_its_real_size_when_none_was_declared() {
+    let ctx = context(&[]).await;
+    let alice = owner("alice");
+    // Uppy declares no size.
+    let up = create(
+        &ctx,
+        &alice,
+        json!({"filename": "photo.jpg", "type": "image/jpeg"}),
+    )
+    .await;
+    upload_part(&ctx, &alice, &up, 1, bytes(1234, 7)).await;
+    let (status, body) = Call::new(COMPLETE)
+        .owner(&alice)
+        .path("uploadId", &up.upload_id)
+        .query("key", &up.key)
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, listed) = list(&ctx, Some(&alice), &[]).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["uploads"][0]["state"], "COMPLETED", "{listed}");
+    assert_eq!(listed["uploads"][0]["size"], 1234, "{listed}");
+}

@@ -31,7 +31,8 @@ pub struct UploadSummary {
     pub key: String,
     pub filename: String,
     pub content_type: String,
-    /// The declared size, or null.
+    /// The object's size once completed, else the declared size, or null
+    /// (Uppy declares none).
     pub size: Option<u64>,
     pub state: Status,
     /// RFC 3339.
@@ -56,7 +57,7 @@ impl UploadSummary {
             key: u.key.clone(),
             filename: u.filename.clone(),
             content_type: u.content_type.clone(),
-            size: u.size,
+            size: u.completion.as_ref().map(|c| c.size).or(u.size),
             state: u.status,
             initiated: rfc3339(u.initiated_at),
             updated: rfc3339(u.updated_at),
