@@ -23,6 +23,26 @@ async fn active_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
     Ok(upload)
 }
 
+/// Part `n`'s URL, with the checksum the client gave for it (checked against
+/// the upload's algorithm) signed in.
+async fn sign_part(
+    ctx: &Context,
+    upload: &Upload,
+    n: u32,
+    given: Option<&str>,
+) -> Result<crate::presign::SignedUrl> {
+    let checksum = part_checksum(upload, given)?;
+    ctx.presigner
+        .part_with_checksum(
+            &upload.key,
+            &upload.upload_id,
+            n,
+            ctx.config.url_expiry,
+            checksum.as_ref(),
+        )
+        .await
+}
+
 /// A part's checksum as the client gave it, checked against the upload's
 /// algorithm. An upload started with an algorithm needs one for every part:
 /// S3 refuses a part of it that comes without one, so its URL would be a trap.
@@ -48,17 +68,7 @@ fn part_checksum(upload: &Upload, given: Option<&str>) -> Result<Option<PartChec
 pub async fn one(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let upload = active_upload(ctx, req).await?;
     let n = validate::part_number(req.path("partNumber")?, upload.plan.map(|p| p.part_count))?;
-    let checksum = part_checksum(&upload, req.query("checksum").as_deref())?;
-    let signed = ctx
-        .presigner
-        .part_with_checksum(
-            &upload.key,
-            &upload.upload_id,
-            n,
-            ctx.config.url_expiry,
-            checksum.as_ref(),
-        )
-        .await?;
+    let signed = sign_part(ctx, &upload, n, req.query("checksum").as_deref()).await?;
     Ok(response::json(200, &signed))
 }
 
@@ -137,17 +147,7 @@ pub async fn batch_checked(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewa
         if urls.contains_key(&n.to_string()) {
             return Err(Error::bad_request(format!("part {n} is listed twice")));
         }
-        let checksum = part_checksum(&upload, p.checksum.as_deref())?;
-        let signed = ctx
-            .presigner
-            .part_with_checksum(
-                &upload.key,
-                &upload.upload_id,
-                n,
-                ctx.config.url_expiry,
-                checksum.as_ref(),
-            )
-            .await?;
+        let signed = sign_part(ctx, &upload, n, p.checksum.as_deref()).await?;
         if !signed.headers.is_empty() {
             headers.insert(n.to_string(), json!(signed.headers));
         }
