@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Partwise on this machine, no AWS account needed: starts Garage (S3) and
 # DynamoDB Local on free loopback ports, creates the bucket and table from
-# template.yaml, and serves the HTTP API on http://127.0.0.1:3000 until Ctrl-C.
+# template.yaml, and serves the HTTP API on http://127.0.0.1:3000 until Ctrl-C,
+# with the upload page (web/) at http://127.0.0.1:3000/.
 # It prints the stack's `export` lines (endpoints, region, local keys, bucket,
 # table, API URL) and writes them to target/partwise-local.env, so another
 # terminal can `source` them for cargo lambda, the sweep or the AWS SDKs.
 #
-#   scripts/dev.sh [--port P] [--anonymous] [--no-dev-auth] [--env-file F]
+#   scripts/dev.sh [--port P] [--anonymous] [--no-dev-auth] [--env-file F] [--web DIR]
 #
 # DEV MODE auth is on by default: `Authorization: Bearer <token>` is trusted
 # WITHOUT verification (a JWT's claims, or the token itself as the caller).
@@ -25,9 +26,18 @@ if [ -z "${PARTWISE_GRANT_KEYS:-}" ]; then
   PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
   export PARTWISE_GRANT_KEYS
 fi
-# The upload page (web/) is static: build it once and serve it anywhere.
-echo "Upload page: (cd web && npm ci && npm run build) && python3 -m http.server -b 127.0.0.1 -d web/dist 8080" >&2
-echo "  then open http://127.0.0.1:8080/?api=http://127.0.0.1:<API port, 3000 by default>" >&2
+# The upload page (web/), built and served at the API's `/`. Without npm the
+# API still runs; the page is static and can be built later and hosted anywhere.
+case " $* " in
+  *" --web "*) ;;
+  *)
+    if bash scripts/build-web.sh web/dist; then
+      args+=(--web web/dist)
+    else
+      echo "dev.sh: the upload page was not built (see above); serving the API only" >&2
+    fi
+    ;;
+esac
 # PARTWISE_LOCAL_BIN: a partwise-local already built (scripts/test.sh passes
 # the one it built with the workspace's features, so nothing compiles twice).
 if [ -n "${PARTWISE_LOCAL_BIN:-}" ]; then

@@ -7,8 +7,7 @@
 #   scripts/e2e.sh
 #
 # 1. installs what is missing: Garage and DynamoDB Local (scripts/install-deps.sh),
-#    Debian's chromium, and e2e/'s npm packages (cached per lock file under
-#    $PARTWISE_CACHE/e2e-<hash>, linked as e2e/node_modules);
+#    Debian's chromium, and the npm packages of e2e/ and web/ (scripts/npm-cached.sh);
 # 2. builds the page (esbuild) and partwise-local (or takes $PARTWISE_LOCAL_BIN);
 # 3. starts `partwise-local serve --anonymous` on a free port (its own stack),
 #    or uses the API at $E2E_API if set;
@@ -17,7 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CACHE="${PARTWISE_CACHE:-$HOME/.cache/partwise}"
 CHROMIUM="${E2E_CHROMIUM:-/usr/bin/chromium}"
 started=$SECONDS
 log() { echo "e2e: $*" >&2; }
@@ -63,53 +61,14 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 command -v node >/dev/null || { log "node is missing"; exit 1; }
 
-lock_hash=$(sha256sum e2e/package-lock.json | cut -c1-16)
-modules="$CACHE/e2e-$lock_hash"
-if [ ! -f "$modules/.done" ]; then
-  log "npm ci into $modules (once per lock file)"
-  # A private folder renamed into place: a half-done install is never taken for
-  # done, and a concurrent run that finished first is kept.
-  tmp="$modules.tmp.$$"
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  cp e2e/package.json e2e/package-lock.json "$tmp/"
-  (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >&2)
-  touch "$tmp/.done"
-  [ -f "$modules/.done" ] || rm -rf "$modules"
-  mv -T "$tmp" "$modules" 2>/dev/null || rm -rf "$tmp"
-fi
-# Only ever our link or a leftover local install (gitignored): safe to replace.
-if [ "$(readlink e2e/node_modules 2>/dev/null)" != "$modules/node_modules" ]; then
-  rm -rf e2e/node_modules
-  ln -s "$modules/node_modules" e2e/node_modules
-fi
-
-# The upload page's own packages (web/), cached the same way.
-web_hash=$(sha256sum web/package-lock.json | cut -c1-16)
-web_modules="$CACHE/web-$web_hash"
-if [ ! -f "$web_modules/.done" ]; then
-  log "npm ci into $web_modules (once per lock file)"
-  tmp="$web_modules.tmp.$$"
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  cp web/package.json web/package-lock.json "$tmp/"
-  (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >&2)
-  touch "$tmp/.done"
-  [ -f "$web_modules/.done" ] || rm -rf "$web_modules"
-  mv -T "$tmp" "$web_modules" 2>/dev/null || rm -rf "$tmp"
-fi
-if [ "$(readlink web/node_modules 2>/dev/null)" != "$web_modules/node_modules" ]; then
-  rm -rf web/node_modules
-  ln -s "$web_modules/node_modules" web/node_modules
-fi
+bash scripts/npm-cached.sh e2e
 
 # --- 2. build --------------------------------------------------------------
 mkdir -p "$work/site"
 cp e2e/page/index.html "$work/site/"
 e2e/node_modules/.bin/esbuild e2e/page/main.js --bundle --format=esm --target=chrome120 \
   --log-level=warning --outfile="$work/site/main.js"
-mkdir -p "$work/web"
-cp web/src/index.html "$work/web/"
-web/node_modules/.bin/esbuild web/src/main.js --bundle --format=esm --target=chrome120 --minify \
-  --log-level=warning --outfile="$work/web/main.js"
+bash scripts/build-web.sh "$work/web"
 # Screenshots of the upload page (before, during, after an upload).
 artifacts="${E2E_ARTIFACTS:-target/e2e-artifacts}"
 mkdir -p "$artifacts"

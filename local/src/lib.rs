@@ -19,5 +19,5 @@ pub mod template;
 
 mod process;
 
-pub use server::{Cors, ServerHandle, ServerOptions, spawn};
+pub use server::{Cors, Page, ServerHandle, ServerOptions, spawn};
 pub use stack::{Stack, StackError, StackPlan};

@@ -2,14 +2,14 @@
 //!
 //! - `partwise-local stack [--env-file F]`: start Garage + DynamoDB Local, print
 //!   (and write to F) `export K=V` lines for them, run until SIGINT/SIGTERM.
-//! - `partwise-local serve [--port P] [--anonymous] [--no-dev-auth] [--env-file F]`:
-//!   the same stack plus the HTTP API on 127.0.0.1, run until Ctrl-C.
+//! - `partwise-local serve [--port P] [--anonymous] [--no-dev-auth] [--env-file F] [--web DIR]`:
+//!   the same stack plus the HTTP API on 127.0.0.1 (and the upload page at `/`), run until Ctrl-C.
 //! - `partwise-local seed` / `census`: make a backlog of stale uploads on a
 //!   running stack, and count what S3 and the table hold (for trying the sweep).
 
 use clap::{Parser, Subcommand};
 use partwise_local::stack::vars;
-use partwise_local::{ServerOptions, Stack, StackPlan, backlog, spawn};
+use partwise_local::{Page, ServerOptions, Stack, StackPlan, backlog, spawn};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,6 +49,9 @@ enum Command {
         /// Also write the stack's export lines (and PARTWISE_API) to this file.
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Serve the upload page from this directory at `/` (built by scripts/build-web.sh).
+        #[arg(long)]
+        web: Option<PathBuf>,
     },
     /// Create stale uploads on the running stack named by the environment
     /// (source the env file first): tracked ones and orphans. Prints JSON.
@@ -95,7 +98,14 @@ fn main() -> ExitCode {
             anonymous,
             no_dev_auth,
             env_file,
-        } => serve(port, anonymous, !no_dev_auth, env_file.as_deref()),
+            web,
+        } => serve(
+            port,
+            anonymous,
+            !no_dev_auth,
+            env_file.as_deref(),
+            web.as_deref(),
+        ),
         Command::Seed { tracked, orphans } => {
             runtime().and_then(|rt| rt.block_on(seed(tracked, orphans)))
         }
@@ -182,7 +192,13 @@ fn serve(
     anonymous: bool,
     dev_auth: bool,
     env_file: Option<&Path>,
+    web: Option<&Path>,
 ) -> Result<(), AnyError> {
+    // Checked before anything starts, so a wrong directory fails fast.
+    let page = web
+        .map(Page::new)
+        .transpose()
+        .map_err(|e| format!("--web: {e}"))?;
     let plan = StackPlan::new()?;
     // The stack's variables go into our own environment so that the handlers'
     // context is built by `Context::from_env`, exactly as in a Lambda.
@@ -208,6 +224,7 @@ fn serve(
         let opts = ServerOptions {
             port,
             dev_auth,
+            page: page.clone(),
             ..ServerOptions::default()
         };
         let (addr, server) = spawn(ctx, opts).await?;
@@ -217,6 +234,9 @@ fn serve(
             exports.push_str("export PARTWISE_ANONYMOUS='true'\n");
         }
         println!("Partwise API: http://{addr}");
+        if page.is_some() {
+            println!("Upload page: http://{addr}/");
+        }
         println!("  bucket {} and table {} on the local stack", stack.bucket(), stack.table());
         println!("The stack's variables (for cargo lambda, the sweep, the SDKs):");
         print!("{}", exports.lines().map(|l| format!("  {l}\n")).collect::<String>());
@@ -300,6 +320,7 @@ mod tests {
                 anonymous: false,
                 no_dev_auth: false,
                 env_file: None,
+                web: None,
             }
         );
         assert_eq!(
@@ -310,7 +331,9 @@ mod tests {
                 "--anonymous",
                 "--no-dev-auth",
                 "--env-file",
-                "e"
+                "e",
+                "--web",
+                "w"
             ])
             .unwrap(),
             Command::Serve {
@@ -318,6 +341,7 @@ mod tests {
                 anonymous: true,
                 no_dev_auth: true,
                 env_file: Some("e".into()),
+                web: Some("w".into()),
             }
         );
         assert_eq!(

@@ -16,9 +16,11 @@
 mod auth;
 mod cors;
 mod event;
+mod page;
 mod response;
 
 pub use cors::Cors;
+pub use page::Page;
 
 use crate::template::Template;
 use http_body_util::{BodyExt, Full};
@@ -54,6 +56,8 @@ pub struct ServerOptions {
     pub cors: Cors,
     /// Largest request body accepted; larger ones get 413 before any handler runs.
     pub max_body_bytes: usize,
+    /// The upload page, served for GET and HEAD requests no API route claims.
+    pub page: Option<Page>,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +70,7 @@ impl Default for ServerOptions {
             dev_auth: false,
             cors,
             max_body_bytes: API_GATEWAY_MAX_BODY,
+            page: None,
         }
     }
 }
@@ -228,6 +233,13 @@ async fn route(
 ) -> HttpResponse {
     let method = req.method().as_str().to_string();
     let Some((route, path_parameters)) = match_route(&method, req.uri().path()) else {
+        let read = matches!(*req.method(), Method::GET | Method::HEAD);
+        if let Some(page) = shared.opts.page.as_ref().filter(|_| read) {
+            let head = *req.method() == Method::HEAD;
+            if let Some(answer) = page.serve(req.uri().path(), head).await {
+                return answer;
+            }
+        }
         let err =
             partwise::Error::UnknownRoute(format!("no route for {method} {}", req.uri().path()));
         return json_response(StatusCode::NOT_FOUND, &err.body());
