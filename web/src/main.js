@@ -140,6 +140,22 @@ async function refresh() {
   })
   $('uploads').replaceChildren(...rows)
   $('empty').hidden = rows.length > 0
+  followTransitions(list.uploads)
+}
+
+// ABORTING and COMPLETING last a moment (S3 is being told): look again until
+// they settle, so a cancel or a finish shows its end state without a click.
+// Bounded: a state stuck longer is for the sweep to settle, and Refresh shows it.
+let followUps = 0
+let followTimer
+function followTransitions(uploads) {
+  clearTimeout(followTimer)
+  const moving = uploads.some((u) => u.state === 'ABORTING' || u.state === 'COMPLETING')
+  if (!moving) {
+    followUps = 0
+    return
+  }
+  if (followUps++ < 30) followTimer = setTimeout(refresh, 1000)
 }
 
 async function abort(u) {
