@@ -75,11 +75,11 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
         Status::Aborting | Status::Aborted => {
             return Err(Error::Conflict("the upload was aborted".into()));
         }
-        Status::Completing => {
-            return Err(Error::Conflict(
-                "a completion of this upload is in progress".into(),
-            ));
-        }
+        // A completion that S3 finished but nobody recorded (the call crashed
+        // or its answer was lost) is settled now from the object itself.
+        Status::Completing => lifecycle::settle_completing(ctx, &upload, Actor::Api)
+            .await?
+            .ok_or_else(|| Error::Conflict("a completion of this upload is in progress".into()))?,
         Status::Active => {
             let body: CompleteBody = req.json()?;
             let held = ctx

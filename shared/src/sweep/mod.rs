@@ -314,9 +314,11 @@ async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Ou
 
 async fn finish(ctx: &Context, u: &Upload) -> Result<Outcome> {
     Ok(
-        match with_backoff(|| lifecycle::finish_abort(ctx, u)).await? {
+        match with_backoff(|| lifecycle::finish_abort(ctx, u, Actor::Sweep)).await? {
             AbortOutcome::Aborted => Outcome::Aborted,
             AbortOutcome::AlreadyGone | AbortOutcome::WasAborted => Outcome::AlreadyGone,
+            // Completed directly in S3: recorded COMPLETED, its object kept.
+            AbortOutcome::FoundCompleted => Outcome::CompletionResolved,
         },
     )
 }
