@@ -24,11 +24,15 @@ pub const ALL: [&str; 3] = [COMPLETE_AFTER_S3, ABORT_BEFORE_S3, ABORT_AFTER_S3];
 pub const HOLD: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Reached `point`: crash here if the environment says so.
+///
+/// The wait blocks the thread on purpose: the futures polled in the same
+/// task (a sweep's whole batch) stop with it, so the kill finds the batch
+/// exactly as it was at this point, not some milliseconds later.
 #[cfg(feature = "crash-points")]
-pub async fn reached(point: &'static str) {
+pub fn reached(point: &'static str) {
     if armed::hit(point) {
         eprintln!("CRASHPOINT {point}");
-        tokio::time::sleep(HOLD).await;
+        std::thread::sleep(HOLD);
         eprintln!("CRASHPOINT {point}: not killed within {HOLD:?}; aborting");
         std::process::abort();
     }
@@ -37,7 +41,7 @@ pub async fn reached(point: &'static str) {
 /// Reached `point`: nothing happens without the `crash-points` feature.
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
-pub async fn reached(_point: &'static str) {}
+pub fn reached(_point: &'static str) {}
 
 #[cfg(feature = "crash-points")]
 mod armed {

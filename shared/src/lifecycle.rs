@@ -27,7 +27,7 @@ pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<
         .await;
     match result {
         Ok(Completed::Done { etag, checksum, .. }) => {
-            crashpoint::reached(crashpoint::COMPLETE_AFTER_S3).await;
+            crashpoint::reached(crashpoint::COMPLETE_AFTER_S3);
             let completion = Completion {
                 etag,
                 size: parts.iter().map(|p| p.size).sum(),
@@ -168,7 +168,7 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
 /// ABORTED; or, when S3 shows it was completed outside the service, records
 /// COMPLETED. `by` is who settles it, stamped on a COMPLETED item.
 pub async fn finish_abort(ctx: &Context, upload: &Upload, by: Actor) -> Result<AbortOutcome> {
-    crashpoint::reached(crashpoint::ABORT_BEFORE_S3).await;
+    crashpoint::reached(crashpoint::ABORT_BEFORE_S3);
     let outcome = match ctx
         .storage
         .abort_and_confirm(&upload.key, &upload.upload_id, ctx.config.abort_attempts)
@@ -204,7 +204,7 @@ pub async fn finish_abort(ctx: &Context, upload: &Upload, by: Actor) -> Result<A
             ))),
         };
     }
-    crashpoint::reached(crashpoint::ABORT_AFTER_S3).await;
+    crashpoint::reached(crashpoint::ABORT_AFTER_S3);
     match ctx
         .store
         .transition(&upload.upload_id, Status::Aborting, Status::Aborted, None)
