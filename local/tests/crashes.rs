@@ -468,6 +468,49 @@ async fn a_complete_killed_after_s3_completes_is_settled_by_its_retry_or_the_swe
     scene.assert_converged().await;
 }
 
+#[tokio::test]
+async fn a_complete_killed_after_its_claim_before_s3_can_be_retried_or_aborted_after_its_lease() {
+    let scene = scene().await;
+    let point = crashpoint::COMPLETE_BEFORE_S3;
+    let (api, url) = scene.api(None).await;
+    let client = Client::new(&url);
+    let retried = client.upload("retried.txt").await;
+    let abandoned = client.upload("abandoned.txt").await;
+    api.stop().await;
+
+    for m in [&retried, &abandoned] {
+        let (id, key, etag) = (m.id.clone(), m.key.clone(), m.etag.clone());
+        crash(&scene, point, move |c| async move {
+            c.complete(&Made { id, key, etag }).await
+        })
+        .await;
+        // Left behind: the item COMPLETING, S3's upload untouched, no object.
+        assert_eq!(scene.item(&m.id).await.status, Status::Completing);
+        assert!(scene.s3_uploads().await.contains_key(&m.id));
+        assert_eq!(scene.ctx.storage.head(&m.key).await.unwrap(), None);
+    }
+
+    // Within the lease the claim may belong to a live call: refused, untouched.
+    let (api, url) = scene.api(None).await;
+    let client = client.at(&url);
+    assert_eq!(client.complete(&retried).await.unwrap().0, 409);
+    assert_eq!(client.abort(&abandoned).await.unwrap().0, 409);
+    assert_eq!(scene.item(&retried.id).await.status, Status::Completing);
+
+    // Past the lease the caller takes it back: the retry completes it...
+    scene.age(&retried.id).await;
+    let (status, body) = client.complete(&retried).await.unwrap();
+    assert_eq!((status, &body["size"]), (200, &json!(BODY.len())), "{body}");
+    // ...and an abort aborts it.
+    scene.age(&abandoned.id).await;
+    let (status, body) = client.abort(&abandoned).await.unwrap();
+    assert_eq!((status, &body), (200, &json!({"status": "ABORTED"})));
+    api.stop().await;
+    scene.assert_converged().await;
+    assert!(scene.s3_uploads().await.is_empty());
+    assert_eq!(scene.item(&retried.id).await.status, Status::Completed);
+}
+
 /// Two aborts killed at `point`, each leaving an ABORTING item (with or
 /// without its S3 upload); one is retried by its client, the other finished
 /// by the sweep.

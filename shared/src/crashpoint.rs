@@ -10,6 +10,8 @@
 //! function's package alone, and only `partwise-local` turns the feature on)
 //! a point compiles to nothing.
 
+/// In `complete`, the item is claimed COMPLETING; S3 is not called yet.
+pub const COMPLETE_BEFORE_S3: &str = "complete.before_s3";
 /// In `complete`, S3 has completed the upload; the item is still COMPLETING.
 pub const COMPLETE_AFTER_S3: &str = "complete.after_s3";
 /// In an abort (API or sweep), the item is claimed ABORTING; S3 is not called yet.
@@ -18,7 +20,12 @@ pub const ABORT_BEFORE_S3: &str = "abort.before_s3";
 pub const ABORT_AFTER_S3: &str = "abort.after_s3";
 
 /// Every point, for the harness and the docs.
-pub const ALL: [&str; 3] = [COMPLETE_AFTER_S3, ABORT_BEFORE_S3, ABORT_AFTER_S3];
+pub const ALL: [&str; 4] = [
+    COMPLETE_BEFORE_S3,
+    COMPLETE_AFTER_S3,
+    ABORT_BEFORE_S3,
+    ABORT_AFTER_S3,
+];
 
 /// Longest a process waits at its point to be killed before it aborts itself.
 pub const HOLD: std::time::Duration = std::time::Duration::from_secs(20);

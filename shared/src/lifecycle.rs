@@ -3,9 +3,20 @@
 //! both go through here.
 
 use crate::error::{Error, Result};
-use crate::model::{AbortReason, Actor, Completion, Status, Upload};
+use crate::model::{AbortReason, Actor, Completion, Status, Upload, now_millis};
 use crate::storage::{Aborted, Completed, Part};
 use crate::store::{Stamp, Transition};
+use std::time::Duration;
+
+/// A completion older than this is not in progress any more: no Lambda runs
+/// longer than 15 minutes.
+pub const COMPLETING_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// Whether a COMPLETING item's claim is older than [`COMPLETING_LEASE`] at
+/// `now_ms`: whoever claimed it is dead, and its S3 call ended one way or the other.
+pub fn lease_over(upload: &Upload, now_ms: i64) -> bool {
+    now_ms - upload.updated_at > COMPLETING_LEASE.as_millis() as i64
+}
 use crate::{Context, crashpoint};
 
 /// Completes `upload` with `parts` (already checked against S3).
@@ -21,6 +32,7 @@ pub async fn complete(ctx: &Context, upload: &Upload, parts: &[Part]) -> Result<
         Transition::Won => {}
         Transition::Lost(now) => return settled_completion(now.map(|u| *u)),
     }
+    crashpoint::reached(crashpoint::COMPLETE_BEFORE_S3);
     let result = ctx
         .storage
         .complete(&upload.key, &upload.upload_id, parts)
@@ -134,10 +146,31 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
             Status::Aborted => return Ok(AbortOutcome::WasAborted),
             Status::Completed => return Err(completed()),
             Status::Completing => {
-                return Err(match settle_completing(ctx, upload, Actor::Api).await? {
-                    Some(_) => completed(),
-                    None => Error::Conflict("a completion of this upload is in progress".into()),
-                });
+                if settle_completing(ctx, upload, Actor::Api).await?.is_some() {
+                    return Err(completed());
+                }
+                if !lease_over(upload, now_millis()) {
+                    return Err(Error::Conflict(
+                        "a completion of this upload is in progress".into(),
+                    ));
+                }
+                // A claim past its lease with no object: its completion died
+                // before S3 made anything, so the owner may abort it.
+                match ctx
+                    .store
+                    .transition_by(
+                        &upload.upload_id,
+                        Status::Completing,
+                        Status::Aborting,
+                        None,
+                        Stamp::Aborting(Actor::Api, AbortReason::Owner),
+                    )
+                    .await?
+                {
+                    Transition::Won => current = Status::Aborting,
+                    Transition::Lost(Some(now)) => current = now.status,
+                    Transition::Lost(None) => return Err(Error::NotFound("no such upload".into())),
+                }
             }
             Status::Aborting => {
                 return match finish_abort(ctx, upload, Actor::Api).await? {
@@ -252,6 +285,23 @@ pub async fn settle_completing(
     record_completed(ctx, upload, completion, by)
         .await
         .map(Some)
+}
+
+/// A COMPLETING item with no object, met by a retried complete: once its
+/// claim is past [`COMPLETING_LEASE`], the call that made it died before S3
+/// completed anything, so the item goes back to ACTIVE and the retry may
+/// complete it. Without this the upload answers 409 until the sweep aborts
+/// it. `false` while the lease runs, or if someone else moved the item.
+pub async fn retake_stale_completion(ctx: &Context, upload: &Upload) -> Result<bool> {
+    if !lease_over(upload, now_millis()) {
+        return Ok(false);
+    }
+    Ok(matches!(
+        ctx.store
+            .transition(&upload.upload_id, Status::Completing, Status::Active, None)
+            .await?,
+        Transition::Won
+    ))
 }
 
 /// S3 has no multipart upload for an item in `from` (COMPLETING or ACTIVE):
