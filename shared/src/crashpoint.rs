@@ -6,9 +6,9 @@
 //! `CRASHPOINT <point>` on stderr when it gets there and stops: the harness
 //! reading stderr SIGKILLs it then, a real crash at that exact place. If
 //! nobody does within [`HOLD`], the process aborts itself, which is the same
-//! crash. Without the feature (every Lambda build: cargo-lambda builds each
-//! function's package alone, and only `partwise-local` turns the feature on)
-//! a point compiles to nothing.
+//! crash. Without the feature a point compiles to nothing: only test builds
+//! have it (a dev-dependency of `partwise-local` turns it on), never a Lambda
+//! or a plain `cargo build`.
 
 /// In `complete`, the item is claimed COMPLETING; S3 is not called yet.
 pub const COMPLETE_BEFORE_S3: &str = "complete.before_s3";
