@@ -6,6 +6,8 @@
 //!   the same stack plus the HTTP API on 127.0.0.1 (and the upload page at `/`), run until Ctrl-C.
 //! - `partwise-local seed` / `census`: make a backlog of stale uploads on a
 //!   running stack, and count what S3 and the table hold (for trying the sweep).
+//! - `partwise-local api` / `sweep`: the HTTP API, or one sweep run, on a
+//!   running stack, in a process of its own (the crash tests kill it).
 
 use clap::{Parser, Subcommand};
 use partwise_local::stack::vars;
@@ -63,6 +65,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         orphans: usize,
     },
+    /// Serve the HTTP API (DEV MODE auth) on the running stack named by the
+    /// environment, with no stack of its own; prints `PARTWISE_API=<url>`.
+    Api,
+    /// Run one sweep on the running stack named by the environment; prints
+    /// the summary JSON.
+    Sweep {
+        /// The sweep's payload (`{"max_age_secs": 0}`, ...); none = a scheduled run.
+        #[arg(long)]
+        payload: Option<String>,
+    },
     /// Count the multipart uploads S3 lists and the live items the table holds
     /// under a prefix, on the running stack named by the environment. Prints JSON.
     Census {
@@ -110,6 +122,8 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(seed(tracked, orphans)))
         }
         Command::Census { prefix } => runtime().and_then(|rt| rt.block_on(census(prefix))),
+        Command::Api => runtime().and_then(|rt| rt.block_on(api())),
+        Command::Sweep { payload } => runtime().and_then(|rt| rt.block_on(sweep(payload))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -296,6 +310,27 @@ async fn census(prefix: Option<String>) -> Result<(), AnyError> {
     Ok(())
 }
 
+async fn api() -> Result<(), AnyError> {
+    let stopped = stop_signal()?;
+    let ctx = Arc::new(env_context().await?);
+    let (addr, server) = spawn(ctx, ServerOptions::dev()).await?;
+    println!("PARTWISE_API=http://{addr}");
+    stopped.await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn sweep(payload: Option<String>) -> Result<(), AnyError> {
+    let ctx = env_context().await?;
+    let event = match payload {
+        Some(p) => serde_json::from_str(&p)?,
+        None => serde_json::Value::Null,
+    };
+    let summary = partwise::sweep::handle(&ctx, event, None).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +389,13 @@ mod tests {
         assert!(parse(&["serve", "--port", "x"]).is_err());
         assert!(parse(&["stack", "--env-file"]).is_err());
         assert!(parse(&["seed", "--tracked", "-1"]).is_err());
+        assert_eq!(parse(&["api"]).unwrap(), Command::Api);
+        assert_eq!(
+            parse(&["sweep", "--payload", "{}"]).unwrap(),
+            Command::Sweep {
+                payload: Some("{}".into())
+            }
+        );
         assert!(parse(&["nope"]).is_err());
         assert!(parse(&[]).is_err());
     }

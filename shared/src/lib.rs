@@ -8,10 +8,12 @@
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
 //! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
-//! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring.
+//! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring;
+//! - [`crashpoint`]: where crash tests kill the process (feature `crash-points`).
 
 pub mod api;
 pub mod config;
+pub mod crashpoint;
 pub mod error;
 pub mod grants;
 pub mod keys;

@@ -182,6 +182,10 @@ impl Store {
             );
             remove = " REMOVE live_shard";
         }
+        if (from, to) == (Status::Aborting, Status::Completed) {
+            // An abort that found the object made: nothing says aborted any more.
+            remove = " REMOVE live_shard, aborted_by, abort_reason";
+        }
         match (stamp, to) {
             (None, _) => {}
             (Some(Stamp::Completed(by)), Status::Completed) => {

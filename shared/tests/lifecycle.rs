@@ -745,3 +745,87 @@ async fn a_preferred_part_size_shapes_the_plan_within_s3s_limits() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn an_abort_after_a_completion_straight_in_s3_records_it_completed_and_keeps_the_object() {
+    let ctx = ctx().await;
+    let alice = owner("alice");
+    let up = create(&ctx, &alice, json!({"filename": "direct.txt", "size": 11})).await;
+    let etag = upload_part(&ctx, &alice, &up, 1, b"hello world".to_vec()).await;
+    complete_in_s3(&ctx, &up, &etag).await;
+
+    let abort = || {
+        Call::new(ABORT)
+            .owner(&alice)
+            .path("uploadId", &up.upload_id)
+    };
+    let (status, body) = abort().send(&ctx).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "Conflict");
+    let item = ctx.store.get(&up.upload_id).await.unwrap().unwrap();
+    assert_eq!(item.status, Status::Completed);
+    let completion = item.completion.expect("the object's size and ETag");
+    assert_eq!(completion.size, 11);
+    assert_eq!(s3_object(&ctx, &up.key).await.unwrap(), b"hello world");
+
+    // Every later call tells the same story.
+    assert_eq!(abort().send(&ctx).await.0, 409);
+    let (status, body) = Call::new(COMPLETE)
+        .owner(&alice)
+        .path("uploadId", &up.upload_id)
+        .json(json!({}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["size"].as_u64(), body["etag"].as_str()),
+        (Some(11), Some(completion.etag.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn a_complete_retried_after_s3_completed_unrecorded_returns_the_result_at_once() {
+    let ctx = ctx().await;
+    let alice = owner("alice");
+    let up = create(&ctx, &alice, json!({"filename": "lost.txt", "size": 11})).await;
+    let etag = upload_part(&ctx, &alice, &up, 1, b"hello world".to_vec()).await;
+    // What a complete that died after S3's answer leaves: claimed, and done in S3.
+    assert!(matches!(
+        ctx.store
+            .transition(&up.upload_id, Status::Active, Status::Completing, None)
+            .await
+            .unwrap(),
+        partwise::store::Transition::Won
+    ));
+    complete_in_s3(&ctx, &up, &etag).await;
+
+    let (status, body) = Call::new(COMPLETE)
+        .owner(&alice)
+        .path("uploadId", &up.upload_id)
+        .json(json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["size"], 11);
+    let item = ctx.store.get(&up.upload_id).await.unwrap().unwrap();
+    assert_eq!(
+        (item.status, item.completion.map(|c| c.size)),
+        (Status::Completed, Some(11))
+    );
+
+    // A completion in progress (claimed, nothing in S3 yet) is still a 409.
+    let busy = create(&ctx, &alice, json!({"filename": "busy.txt"})).await;
+    upload_part(&ctx, &alice, &busy, 1, b"x".to_vec()).await;
+    ctx.store
+        .transition(&busy.upload_id, Status::Active, Status::Completing, None)
+        .await
+        .unwrap();
+    let (status, _) = Call::new(COMPLETE)
+        .owner(&alice)
+        .path("uploadId", &busy.upload_id)
+        .json(json!({}))
+        .send(&ctx)
+        .await;
+    assert_eq!(status, 409);
+    assert!(s3_upload_exists(&ctx, &busy).await);
+}

@@ -507,3 +507,28 @@ async fn a_sweep_that_cannot_list_fails_the_invocation_and_keeps_more_work() {
     assert!(!s3_upload_exists(&ctx, &stray).await);
     assert!(s3_uploads_under(&ctx, &prefix).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_stale_upload_completed_straight_in_s3_is_recorded_completed_not_aborted() {
+    let (ctx, prefix) = isolated(&[]).await;
+    let alice = owner("alice");
+    let up = create(&ctx, &alice, json!({"filename": "direct.bin"})).await;
+    let etag = upload_part(&ctx, &alice, &up, 1, bytes(10, 7)).await;
+    complete_in_s3(&ctx, &up, &etag).await;
+
+    let cutoff = now_millis() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let s = sweep::run(&ctx, &request(&ctx, cutoff), None).await;
+    assert_eq!(
+        (s.aborted, s.already_gone, s.completions_resolved, s.failed),
+        (0, 0, 1, 0),
+        "{s:?}"
+    );
+    let item = ctx.store.get(&up.upload_id).await.unwrap().unwrap();
+    assert_eq!(
+        (item.status, item.completion.map(|c| c.size)),
+        (Status::Completed, Some(10))
+    );
+    assert_eq!(s3_object(&ctx, &up.key).await.unwrap(), bytes(10, 7));
+    assert!(s3_uploads_under(&ctx, &prefix).await.is_empty());
+}

@@ -66,7 +66,18 @@ impl RequestedPart {
 /// A repeated call returns the first result, whatever the body; a call after
 /// an abort is refused.
 pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let upload = owned_upload(ctx, req).await?;
+    let mut upload = owned_upload(ctx, req).await?;
+    if upload.status == Status::Completing {
+        // A completion that S3 finished but nobody recorded (the call crashed
+        // or its answer was lost) is settled from the object itself; one that
+        // died before S3 did anything is taken back once its lease is over.
+        if let Some(c) = lifecycle::settle_completing(ctx, &upload, Actor::Api).await? {
+            return Ok(completed(&upload, &c));
+        }
+        if lifecycle::retake_stale_completion(ctx, &upload).await? {
+            upload.status = Status::Active;
+        }
+    }
     let completion = match upload.status {
         Status::Completed => upload
             .completion

@@ -30,9 +30,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A completion older than this is not in progress any more: no Lambda runs
-/// longer than 15 minutes.
-pub const COMPLETING_LEASE: Duration = Duration::from_secs(15 * 60);
+pub use crate::lifecycle::COMPLETING_LEASE;
 
 /// Index page size. With `SHARDS_IN_FLIGHT` shards read at once this keeps
 /// the workers fed, and it bounds what is held: a parsed page costs about
@@ -267,8 +265,7 @@ async fn tracked(
 
 /// Brings one stale tracked upload to a terminal state that matches S3.
 async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Outcome {
-    let stale_completion =
-        u.status == Status::Completing && now - u.updated_at > COMPLETING_LEASE.as_millis() as i64;
+    let stale_completion = u.status == Status::Completing && lifecycle::lease_over(&u, now);
     if dry_run {
         let kind = match u.status {
             Status::Active => "tracked",
@@ -314,9 +311,11 @@ async fn settle_tracked(ctx: &Context, u: Upload, dry_run: bool, now: i64) -> Ou
 
 async fn finish(ctx: &Context, u: &Upload) -> Result<Outcome> {
     Ok(
-        match with_backoff(|| lifecycle::finish_abort(ctx, u)).await? {
+        match with_backoff(|| lifecycle::finish_abort(ctx, u, Actor::Sweep)).await? {
             AbortOutcome::Aborted => Outcome::Aborted,
             AbortOutcome::AlreadyGone | AbortOutcome::WasAborted => Outcome::AlreadyGone,
+            // Completed directly in S3: recorded COMPLETED, its object kept.
+            AbortOutcome::FoundCompleted => Outcome::CompletionResolved,
         },
     )
 }
