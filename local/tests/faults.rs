@@ -25,7 +25,8 @@ use std::time::Duration;
 
 const CONCURRENCY: usize = 16;
 /// A client's tries per call before the run is declared not converging.
-const MAX_TRIES: u32 = 40;
+/// Enough for an interrupted completion's 30 s lease at 1 s a try.
+const MAX_TRIES: u32 = 60;
 
 async fn stack() -> Stack {
     Stack::from_env_or_start()

@@ -3,7 +3,7 @@
 use super::{Request, owned_upload, response};
 use crate::config::limits;
 use crate::error::{Error, Result};
-use crate::model::{Actor, ChecksumAlgorithm, Completion, Status, Upload};
+use crate::model::{Actor, ChecksumAlgorithm, Completion, Status, Upload, now_millis};
 use crate::storage::{Part, PartChecksum};
 use crate::{Context, lifecycle};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
@@ -75,11 +75,7 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
         Status::Aborting | Status::Aborted => {
             return Err(Error::Conflict("the upload was aborted".into()));
         }
-        Status::Completing => {
-            return Err(Error::Conflict(
-                "a completion of this upload is in progress".into(),
-            ));
-        }
+        Status::Completing => return settle_completing(ctx, &upload).await,
         Status::Active => {
             let body: CompleteBody = req.json()?;
             let held = ctx
@@ -102,6 +98,40 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
         }
     };
     Ok(completed(&upload, &completion))
+}
+
+/// No completer outlives this: the `complete` function times out at 29 s and
+/// the sweep holds COMPLETING for two calls of at most 5 s each.
+const COMPLETING_LEASE_MS: i64 = 30_000;
+
+/// A completion in progress: retry shortly (503, `Retry-After`). One older than
+/// any completer was interrupted (its claim's answer lost, or its undo failed)
+/// and is settled from S3's truth: completed if the upload is gone and the
+/// object is there; back to ACTIVE, for the retry to complete, if the upload is there.
+async fn settle_completing(ctx: &Context, upload: &Upload) -> Result<ApiGatewayV2httpResponse> {
+    let in_progress = || {
+        Error::Unavailable("a completion of this upload is in progress; retry shortly".into())
+    };
+    if now_millis() - upload.updated_at < COMPLETING_LEASE_MS {
+        return Err(in_progress());
+    }
+    if ctx
+        .storage
+        .list_parts(&upload.key, &upload.upload_id)
+        .await?
+        .is_some()
+    {
+        ctx.store
+            .transition(&upload.upload_id, Status::Completing, Status::Active, None)
+            .await?;
+        return Err(in_progress());
+    }
+    match lifecycle::resolve_vanished(ctx, upload, Status::Completing, Actor::Api).await? {
+        Status::Completed => answer(ctx.store.get(&upload.upload_id).await?),
+        _ => Err(Error::Conflict(
+            "the upload no longer exists in S3; it was aborted".into(),
+        )),
+    }
 }
 
 fn answer(now: Option<Upload>) -> Result<ApiGatewayV2httpResponse> {
