@@ -89,7 +89,12 @@ fn context(stack: &Stack, prefix: &str, s3: &FaultProxy, dynamodb: &FaultProxy) 
 }
 
 /// An API Gateway event for `route_key`, as the local server builds them.
-fn event(route_key: &str, path: &[(&str, &str)], owner: &str, body: Option<Value>) -> ApiGatewayV2httpRequest {
+fn event(
+    route_key: &str,
+    path: &[(&str, &str)],
+    owner: &str,
+    body: Option<Value>,
+) -> ApiGatewayV2httpRequest {
     let (method, template) = route_key.split_once(' ').unwrap();
     let mut raw = template.to_string();
     for (k, v) in path {
@@ -138,8 +143,12 @@ async fn call(
 ) -> (u16, Value) {
     let route = api::ROUTES.iter().find(|r| r.is(route_key)).expect("route");
     for attempt in 1..=MAX_TRIES {
-        let resp: ApiGatewayV2httpResponse =
-            api::handle(ctx, route.function, event(route_key, path, owner, body.clone())).await;
+        let resp: ApiGatewayV2httpResponse = api::handle(
+            ctx,
+            route.function,
+            event(route_key, path, owner, body.clone()),
+        )
+        .await;
         let status = resp.status_code as u16;
         let value = match &resp.body {
             Some(Body::Text(t)) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
@@ -150,18 +159,25 @@ async fn call(
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let mut s = seen.lock().unwrap();
-        *s.answers.entry((route_key.to_string(), status)).or_default() += 1;
-        s.most_tries = s.most_tries.max(attempt);
-        if status != 429 && status != 503 {
-            return (status, value);
+        {
+            let mut s = seen.lock().unwrap();
+            *s.answers
+                .entry((route_key.to_string(), status))
+                .or_default() += 1;
+            s.most_tries = s.most_tries.max(attempt);
+            if status != 429 && status != 503 {
+                return (status, value);
+            }
+            if retry_after.is_none()
+                || !value["error"]["code"].is_string()
+                || !value["message"].is_string()
+            {
+                s.violations.push(format!(
+                    "{route_key}: {status} without Retry-After or JSON error: {value}"
+                ));
+            }
+            s.retries += 1;
         }
-        if retry_after.is_none() || !value["error"]["code"].is_string() || !value["message"].is_string() {
-            s.violations
-                .push(format!("{route_key}: {status} without Retry-After or JSON error: {value}"));
-        }
-        s.retries += 1;
-        drop(s);
         let cap = retry_after.unwrap_or(1).max(1) * 1000;
         tokio::time::sleep(Duration::from_millis((25u64 << attempt.min(6)).min(cap))).await;
     }
@@ -197,7 +213,10 @@ async fn upload(ctx: &Context, seen: &Mutex<Seen>, i: u64) -> Option<Told> {
     )
     .await;
     if status != 200 {
-        seen.lock().unwrap().violations.push(format!("create {i}: {status} {created}"));
+        seen.lock()
+            .unwrap()
+            .violations
+            .push(format!("create {i}: {status} {created}"));
         return None;
     }
     let upload_id = created["uploadId"].as_str().unwrap().to_string();
@@ -212,37 +231,74 @@ async fn upload(ctx: &Context, seen: &Mutex<Seen>, i: u64) -> Option<Told> {
     )
     .await;
     if status != 200 {
-        seen.lock().unwrap().violations.push(format!("sign {i}: {status} {signed}"));
+        seen.lock()
+            .unwrap()
+            .violations
+            .push(format!("sign {i}: {status} {signed}"));
         return None;
     }
-    let bytes: Vec<u8> = (0..size).map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8)).collect();
+    let bytes: Vec<u8> = (0..size)
+        .map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8))
+        .collect();
     let put = http()
         .put(signed["url"].as_str().unwrap())
         .body(bytes)
         .send()
         .await
         .expect("PUT to Garage");
-    assert_eq!(put.status(), 200, "PUT straight to Garage is not behind the proxy");
+    assert_eq!(
+        put.status(),
+        200,
+        "PUT straight to Garage is not behind the proxy"
+    );
     let fate = match i % 10 {
         0..=6 => "completed",
         7 | 8 => "aborted",
         _ => "abandoned",
     };
-    let mut told = Told { upload_id, key, size, fate, etag: None };
+    let mut told = Told {
+        upload_id,
+        key,
+        size,
+        fate,
+        etag: None,
+    };
     let path = [("uploadId", told.upload_id.as_str())];
     match fate {
         "completed" => {
-            let (status, done) = call(ctx, seen, "POST /s3/multipart/{uploadId}/complete", &path, &owner, Some(json!({}))).await;
+            let (status, done) = call(
+                ctx,
+                seen,
+                "POST /s3/multipart/{uploadId}/complete",
+                &path,
+                &owner,
+                Some(json!({})),
+            )
+            .await;
             if status != 200 || done["size"] != json!(size) {
-                seen.lock().unwrap().violations.push(format!("complete {i}: {status} {done}"));
+                seen.lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("complete {i}: {status} {done}"));
                 return None;
             }
             told.etag = done["etag"].as_str().map(str::to_string);
         }
         "aborted" => {
-            let (status, done) = call(ctx, seen, "DELETE /s3/multipart/{uploadId}", &path, &owner, None).await;
+            let (status, done) = call(
+                ctx,
+                seen,
+                "DELETE /s3/multipart/{uploadId}",
+                &path,
+                &owner,
+                None,
+            )
+            .await;
             if status != 200 {
-                seen.lock().unwrap().violations.push(format!("abort {i}: {status} {done}"));
+                seen.lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("abort {i}: {status} {done}"));
                 return None;
             }
         }
@@ -254,12 +310,20 @@ async fn upload(ctx: &Context, seen: &Mutex<Seen>, i: u64) -> Option<Told> {
 fn http() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
-        .get_or_init(|| reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap())
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        })
         .clone()
 }
 
 /// Every item under `prefix`: (upload id → (status, key, completed size, ETag, updated_at)).
-async fn items(stack: &Stack, prefix: &str) -> HashMap<String, (Status, String, Option<u64>, Option<String>, i64)> {
+async fn items(
+    stack: &Stack,
+    prefix: &str,
+) -> HashMap<String, (Status, String, Option<u64>, Option<String>, i64)> {
     let mut out = HashMap::new();
     let mut start = None;
     loop {
@@ -277,11 +341,21 @@ async fn items(stack: &Stack, prefix: &str) -> HashMap<String, (Status, String, 
             .unwrap();
         for i in page.items() {
             let s = |k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
-            let n = |k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+            let n = |k: &str| {
+                i.get(k)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+            };
             let status = Status::parse(&s("status").unwrap()).unwrap();
             out.insert(
                 s("upload_id").unwrap(),
-                (status, s("key").unwrap(), n("completed_size").map(|v| v as u64), s("etag"), n("updated_at").unwrap_or(0)),
+                (
+                    status,
+                    s("key").unwrap(),
+                    n("completed_size").map(|v| v as u64),
+                    s("etag"),
+                    n("updated_at").unwrap_or(0),
+                ),
             );
         }
         match page.last_evaluated_key {
@@ -291,8 +365,9 @@ async fn items(stack: &Stack, prefix: &str) -> HashMap<String, (Status, String, 
     }
 }
 
-/// The figures of one scenario.
+/// The figures of one scenario, printed (through `Debug`) for the README.
 #[derive(Debug)]
+#[allow(dead_code)]
 struct Figures {
     s3: Counts,
     dynamodb: Counts,
@@ -308,9 +383,14 @@ async fn scenario(name: &str, seed_offset: u64, s3_rules: Vec<Rule>, dynamodb_ru
     let stack = stack().await;
     let uploads = env_u64("PARTWISE_FAULT_UPLOADS", 200);
     let seed = env_u64("PARTWISE_FAULT_SEED", 20261126) + seed_offset;
-    let s3 = FaultProxy::start(Service::S3, upstream(&stack, "AWS_ENDPOINT_URL_S3"), s3_rules, seed)
-        .await
-        .unwrap();
+    let s3 = FaultProxy::start(
+        Service::S3,
+        upstream(&stack, "AWS_ENDPOINT_URL_S3"),
+        s3_rules,
+        seed,
+    )
+    .await
+    .unwrap();
     let dynamodb = FaultProxy::start(
         Service::DynamoDb,
         upstream(&stack, "AWS_ENDPOINT_URL_DYNAMODB"),
@@ -353,14 +433,20 @@ async fn scenario(name: &str, seed_offset: u64, s3_rules: Vec<Rule>, dynamodb_ru
     for (id, (status, key, size, _, updated)) in &table {
         match status {
             Status::Completed => {
-                *checks.entry("COMPLETED item: object there, size right (HeadObject)").or_default() += 1;
+                *checks
+                    .entry("COMPLETED item: object there, size right (HeadObject)")
+                    .or_default() += 1;
                 match direct.head(key).await.unwrap() {
                     Some((_, got)) if Some(got) == *size => {}
-                    other => broken.push(format!("COMPLETED {id}: object {other:?}, recorded size {size:?}")),
+                    other => broken.push(format!(
+                        "COMPLETED {id}: object {other:?}, recorded size {size:?}"
+                    )),
                 }
             }
             Status::Aborted => {
-                *checks.entry("ABORTED item: no upload left (ListParts)").or_default() += 1;
+                *checks
+                    .entry("ABORTED item: no upload left (ListParts)")
+                    .or_default() += 1;
                 if direct.list_parts(key, id).await.unwrap().is_some() {
                     broken.push(format!("ABORTED {id} still has its S3 upload"));
                 }
@@ -375,10 +461,20 @@ async fn scenario(name: &str, seed_offset: u64, s3_rules: Vec<Rule>, dynamodb_ru
     }
     let mut from = None;
     loop {
-        let page = direct.list_uploads_page(&prefix, from.as_ref()).await.unwrap();
+        let page = direct
+            .list_uploads_page(&prefix, from.as_ref())
+            .await
+            .unwrap();
         for u in &page.uploads {
-            *checks.entry("S3 upload left after the clean sweep (ListMultipartUploads)").or_default() += 1;
-            broken.push(format!("S3 upload {} ({}) left: item {:?}", u.upload_id, u.key, table.get(&u.upload_id).map(|t| t.0)));
+            *checks
+                .entry("S3 upload left after the clean sweep (ListMultipartUploads)")
+                .or_default() += 1;
+            broken.push(format!(
+                "S3 upload {} ({}) left: item {:?}",
+                u.upload_id,
+                u.key,
+                table.get(&u.upload_id).map(|t| t.0)
+            ));
         }
         match page.next {
             Some(n) => from = Some(n),
@@ -396,9 +492,14 @@ async fn scenario(name: &str, seed_offset: u64, s3_rules: Vec<Rule>, dynamodb_ru
         .await;
     for page in objects {
         for o in page.unwrap().contents() {
-            *checks.entry("object: a COMPLETED item knows it (ListObjectsV2)").or_default() += 1;
+            *checks
+                .entry("object: a COMPLETED item knows it (ListObjectsV2)")
+                .or_default() += 1;
             let key = o.key().unwrap_or_default();
-            if !table.values().any(|t| t.0 == Status::Completed && t.1 == key) {
+            if !table
+                .values()
+                .any(|t| t.0 == Status::Completed && t.1 == key)
+            {
                 broken.push(format!("object {key} unknown to the table"));
             }
         }
@@ -408,14 +509,20 @@ async fn scenario(name: &str, seed_offset: u64, s3_rules: Vec<Rule>, dynamodb_ru
         let item = table.get(&t.upload_id);
         let ok = match (t.fate, item) {
             ("completed", Some((Status::Completed, key, Some(size), etag, _))) => {
-                *key == t.key && *size == t.size && etag.as_deref().map(|e| e.trim_matches('"')) == t.etag.as_deref().map(|e| e.trim_matches('"'))
+                *key == t.key
+                    && *size == t.size
+                    && etag.as_deref().map(|e| e.trim_matches('"'))
+                        == t.etag.as_deref().map(|e| e.trim_matches('"'))
             }
             ("aborted", Some((Status::Aborted, ..))) => true,
             ("abandoned", Some((Status::Aborted, ..))) => true,
             _ => false,
         };
         if !ok {
-            broken.push(format!("{} answered {} but the item is {item:?}", t.upload_id, t.fate));
+            broken.push(format!(
+                "{} answered {} but the item is {item:?}",
+                t.upload_id, t.fate
+            ));
         }
     }
     let seen = seen.into_inner().unwrap();
@@ -429,11 +536,25 @@ async fn scenario(name: &str, seed_offset: u64, s3_rules: Vec<Rule>, dynamodb_ru
         clean_sweep,
         checks,
     };
-    println!("FIGURES {name} seed={seed} uploads={uploads} told={}: {figures:#?}", told.len());
-    assert!(broken.is_empty(), "{name} (seed {seed}): {} problems:\n{}", broken.len(), broken.join("\n"));
+    println!(
+        "FIGURES {name} seed={seed} uploads={uploads} told={}: {figures:#?}",
+        told.len()
+    );
+    assert!(
+        broken.is_empty(),
+        "{name} (seed {seed}): {} problems:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
     assert_eq!(told.len() as u64, uploads, "every upload converged");
-    assert!(figures.s3.injected_total() + figures.dynamodb.injected_total() > 0, "faults were injected");
-    assert_eq!(figures.clean_sweep.failed, 0, "the clean sweep finishes the work");
+    assert!(
+        figures.s3.injected_total() + figures.dynamodb.injected_total() > 0,
+        "faults were injected"
+    );
+    assert_eq!(
+        figures.clean_sweep.failed, 0,
+        "the clean sweep finishes the work"
+    );
     assert!(!figures.clean_sweep.more_work, "{:?}", figures.clean_sweep);
 }
 
@@ -458,7 +579,10 @@ fn both(faults: &[Fault], rate: f64) -> (Vec<Rule>, Vec<Rule>) {
 fn slow(rate: f64) -> (Vec<Rule>, Vec<Rule>) {
     let rules = vec![
         Rule::new(Fault::Latency(Duration::from_millis(300)), rate * 0.8),
-        Rule::new(Fault::Stall(timeouts::ATTEMPT + Duration::from_secs(1)), rate * 0.2),
+        Rule::new(
+            Fault::Stall(timeouts::ATTEMPT + Duration::from_secs(1)),
+            rate * 0.2,
+        ),
     ];
     (rules.clone(), rules)
 }

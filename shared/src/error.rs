@@ -188,13 +188,14 @@ mod tests {
         let e = service(503, "SlowDown");
         assert_eq!((e.status(), e.retry_after()), (429, Some(1)));
         let e = service(500, "InternalError");
-        assert_eq!((e.status(), e.code(), e.retry_after()), (503, "ServiceUnavailable", Some(1)));
+        assert_eq!(
+            (e.status(), e.code(), e.retry_after()),
+            (503, "ServiceUnavailable", Some(1))
+        );
         let e = service(400, "InvalidArgument");
         assert_eq!((e.status(), e.retry_after()), (500, None));
-        let e = from_sdk::<ListPartsError>(
-            "ListParts",
-            SdkError::timeout_error("attempt timed out"),
-        );
+        let e =
+            from_sdk::<ListPartsError>("ListParts", SdkError::timeout_error("attempt timed out"));
         assert_eq!(e.status(), 503);
         assert_eq!(e.body()["error"]["code"], "ServiceUnavailable");
     }

@@ -184,7 +184,11 @@ impl Store {
         // first attempt took the arrow (otherwise a complete would answer
         // "in progress" to itself and leave the item COMPLETING).
         let mark = uuid::Uuid::new_v4().simple().to_string();
-        let mut set = vec!["#status = :to", "updated_at = :now", "transition_id = :mark"];
+        let mut set = vec![
+            "#status = :to",
+            "updated_at = :now",
+            "transition_id = :mark",
+        ];
         let mut values: Item = [
             (":from".to_string(), s(from.as_str())),
             (":to".to_string(), s(to.as_str())),

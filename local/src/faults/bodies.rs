@@ -7,10 +7,18 @@ use hyper::{Response, StatusCode};
 /// The service's answer for an error fault; `None` for faults of the connection.
 pub fn answer(fault: Fault, request_id: u64) -> Option<Response<Bytes>> {
     let (status, body, content_type) = match fault {
-        Fault::S3SlowDown => (503, s3("SlowDown", "Please reduce your request rate.", request_id), "application/xml"),
+        Fault::S3SlowDown => (
+            503,
+            s3("SlowDown", "Please reduce your request rate.", request_id),
+            "application/xml",
+        ),
         Fault::S3InternalError => (
             500,
-            s3("InternalError", "We encountered an internal error. Please try again.", request_id),
+            s3(
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+                request_id,
+            ),
             "application/xml",
         ),
         Fault::DynamoThroughputExceeded => (
@@ -23,15 +31,23 @@ pub fn answer(fault: Fault, request_id: u64) -> Option<Response<Bytes>> {
         ),
         Fault::DynamoThrottling => (
             400,
-            dynamodb("com.amazon.coral.availability#ThrottlingException", "Rate of requests exceeds the allowed throughput."),
+            dynamodb(
+                "com.amazon.coral.availability#ThrottlingException",
+                "Rate of requests exceeds the allowed throughput.",
+            ),
             "application/x-amz-json-1.0",
         ),
         Fault::DynamoInternalError => (
             500,
-            dynamodb("com.amazonaws.dynamodb.v20120810#InternalServerError", "Internal server error"),
+            dynamodb(
+                "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                "Internal server error",
+            ),
             "application/x-amz-json-1.0",
         ),
-        Fault::ResetBefore | Fault::ResetAfter | Fault::Latency(_) | Fault::Stall(_) => return None,
+        Fault::ResetBefore | Fault::ResetAfter | Fault::Latency(_) | Fault::Stall(_) => {
+            return None;
+        }
     };
     Response::builder()
         .status(StatusCode::from_u16(status).ok()?)
@@ -61,11 +77,20 @@ mod tests {
     fn bodies_carry_the_codes_the_sdks_read() {
         let r = answer(Fault::S3SlowDown, 1).unwrap();
         assert_eq!(r.status(), 503);
-        assert!(std::str::from_utf8(r.body()).unwrap().contains("<Code>SlowDown</Code>"));
+        assert!(
+            std::str::from_utf8(r.body())
+                .unwrap()
+                .contains("<Code>SlowDown</Code>")
+        );
         let r = answer(Fault::DynamoThrottling, 2).unwrap();
         assert_eq!(r.status(), 400);
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
-        assert!(v["__type"].as_str().unwrap().ends_with("#ThrottlingException"));
+        assert!(
+            v["__type"]
+                .as_str()
+                .unwrap()
+                .ends_with("#ThrottlingException")
+        );
         assert_eq!(answer(Fault::DynamoInternalError, 3).unwrap().status(), 500);
         assert!(answer(Fault::ResetAfter, 4).is_none());
     }

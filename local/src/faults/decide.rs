@@ -49,8 +49,16 @@ mod tests {
         assert_ne!(a, run(8));
         let count = |f| a.iter().filter(|d| **d == Some(f)).count();
         // 10,000 draws: the counts sit within 5 standard deviations of the rates.
-        assert!((1800..2200).contains(&count(Fault::S3SlowDown)), "{}", count(Fault::S3SlowDown));
-        assert!((850..1150).contains(&count(Fault::ResetAfter)), "{}", count(Fault::ResetAfter));
+        assert!(
+            (1800..2200).contains(&count(Fault::S3SlowDown)),
+            "{}",
+            count(Fault::S3SlowDown)
+        );
+        assert!(
+            (850..1150).contains(&count(Fault::ResetAfter)),
+            "{}",
+            count(Fault::ResetAfter)
+        );
         // DynamoDB never gets S3's error body, and gets the connection fault at its own rate.
         assert!((0..10_000).all(|i| {
             decide(7, i, &rules, Service::DynamoDb, "GetItem") != Some(Fault::S3SlowDown)

@@ -20,11 +20,7 @@ pub fn name<B>(service: Service, req: &Request<B>) -> String {
 }
 
 fn s3(method: &Method, query: &str) -> &'static str {
-    let has = |k: &str| {
-        query
-            .split('&')
-            .any(|p| p.split('=').next() == Some(k))
-    };
+    let has = |k: &str| query.split('&').any(|p| p.split('=').next() == Some(k));
     let object = !has("list-type") && !has("uploads") || has("uploadId");
     match *method {
         Method::POST if has("uploads") => "CreateMultipartUpload",
@@ -53,14 +49,32 @@ mod tests {
 
     #[test]
     fn names_the_operations_the_handlers_call() {
-        assert_eq!(s3_name(Method::POST, "/b/k?uploads"), "CreateMultipartUpload");
-        assert_eq!(s3_name(Method::POST, "/b/k?uploadId=u"), "CompleteMultipartUpload");
-        assert_eq!(s3_name(Method::DELETE, "/b/k?uploadId=u"), "AbortMultipartUpload");
-        assert_eq!(s3_name(Method::GET, "/b/k?uploadId=u&part-number-marker=2"), "ListParts");
-        assert_eq!(s3_name(Method::GET, "/b?uploads&prefix=p"), "ListMultipartUploads");
+        assert_eq!(
+            s3_name(Method::POST, "/b/k?uploads"),
+            "CreateMultipartUpload"
+        );
+        assert_eq!(
+            s3_name(Method::POST, "/b/k?uploadId=u"),
+            "CompleteMultipartUpload"
+        );
+        assert_eq!(
+            s3_name(Method::DELETE, "/b/k?uploadId=u"),
+            "AbortMultipartUpload"
+        );
+        assert_eq!(
+            s3_name(Method::GET, "/b/k?uploadId=u&part-number-marker=2"),
+            "ListParts"
+        );
+        assert_eq!(
+            s3_name(Method::GET, "/b?uploads&prefix=p"),
+            "ListMultipartUploads"
+        );
         assert_eq!(s3_name(Method::GET, "/b?list-type=2"), "ListObjectsV2");
         assert_eq!(s3_name(Method::HEAD, "/b/k"), "HeadObject");
-        assert_eq!(s3_name(Method::PUT, "/b/k?partNumber=1&uploadId=u"), "UploadPart");
+        assert_eq!(
+            s3_name(Method::PUT, "/b/k?partNumber=1&uploadId=u"),
+            "UploadPart"
+        );
         let req = Request::builder()
             .method(Method::POST)
             .header("X-Amz-Target", "DynamoDB_20120810.UpdateItem")

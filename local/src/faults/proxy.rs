@@ -198,11 +198,16 @@ fn reset(fd: RawFd) -> Dropped {
 /// Forwards one request on a fresh upstream connection and reads the whole answer.
 /// Headers pass unchanged (the Host the client signed included); bodies are
 /// buffered, so the framing is re-declared with a length.
-async fn forward(upstream: SocketAddr, req: Request<Incoming>) -> io::Result<Response<Full<Bytes>>> {
+async fn forward(
+    upstream: SocketAddr,
+    req: Request<Incoming>,
+) -> io::Result<Response<Full<Bytes>>> {
     let (mut parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     if parts.headers.remove(TRANSFER_ENCODING).is_some() {
-        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     parts.headers.remove(CONNECTION);
     if let Some(pq) = parts.uri.path_and_query().cloned() {
@@ -221,7 +226,9 @@ async fn forward(upstream: SocketAddr, req: Request<Incoming>) -> io::Result<Res
     let (mut parts, body) = answer.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     if parts.headers.remove(TRANSFER_ENCODING).is_some() {
-        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     parts.headers.remove(CONNECTION);
     Ok(Response::from_parts(parts, Full::new(body)))

@@ -125,7 +125,11 @@ mod tests {
         assert!(r.matches(Service::DynamoDb, "UpdateItem"));
         assert!(!r.matches(Service::DynamoDb, "GetItem"));
         let rules = spread(
-            &[Fault::S3SlowDown, Fault::DynamoThrottling, Fault::ResetBefore],
+            &[
+                Fault::S3SlowDown,
+                Fault::DynamoThrottling,
+                Fault::ResetBefore,
+            ],
             0.3,
             Service::DynamoDb,
         );

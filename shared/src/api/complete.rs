@@ -109,9 +109,8 @@ const COMPLETING_LEASE_MS: i64 = 30_000;
 /// and is settled from S3's truth: completed if the upload is gone and the
 /// object is there; back to ACTIVE, for the retry to complete, if the upload is there.
 async fn settle_completing(ctx: &Context, upload: &Upload) -> Result<ApiGatewayV2httpResponse> {
-    let in_progress = || {
-        Error::Unavailable("a completion of this upload is in progress; retry shortly".into())
-    };
+    let in_progress =
+        || Error::Unavailable("a completion of this upload is in progress; retry shortly".into());
     if now_millis() - upload.updated_at < COMPLETING_LEASE_MS {
         return Err(in_progress());
     }

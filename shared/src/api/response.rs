@@ -31,7 +31,8 @@ pub fn error(e: &Error) -> ApiGatewayV2httpResponse {
     }
     let mut r = json(e.status(), &e.body());
     if let Some(secs) = e.retry_after() {
-        r.headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }
