@@ -622,3 +622,90 @@ async fn latency_and_stalls_at_30_percent() {
     let (s3, ddb) = slow(0.30);
     scenario("slow30", 6, s3, ddb).await;
 }
+
+/// The proxy itself: a reset after forwarding loses the answer of a write
+/// that took effect; a reset before forwarding loses the write; an error
+/// answer is the service's own, parsed by the SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_after_forwarding_loses_only_the_answer() {
+    let stack = stack().await;
+    let target = upstream(&stack, "AWS_ENDPOINT_URL_DYNAMODB");
+    let put = |proxy: &FaultProxy, id: String| {
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&stack.sdk_config())
+                .endpoint_url(proxy.url())
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let table = stack.table().to_string();
+        async move {
+            client
+                .put_item()
+                .table_name(table)
+                .item("upload_id", AttributeValue::S(id))
+                .send()
+                .await
+        }
+    };
+    let direct = stack.dynamodb().clone();
+    let table = stack.table().to_string();
+    let exists = |id: String| {
+        let (direct, table) = (direct.clone(), table.clone());
+        async move {
+            direct
+                .get_item()
+                .table_name(table)
+                .key("upload_id", AttributeValue::S(id))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .is_some()
+        }
+    };
+    for (fault, took_effect) in [(Fault::ResetAfter, true), (Fault::ResetBefore, false)] {
+        let proxy = FaultProxy::start(
+            Service::DynamoDb,
+            target,
+            vec![Rule::new(fault, 1.0).on("PutItem")],
+            1,
+        )
+        .await
+        .unwrap();
+        let id = format!("faults-probe-{}", uuid::Uuid::new_v4().simple());
+        let err = put(&proxy, id.clone()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)
+                    | aws_sdk_dynamodb::error::SdkError::ResponseError(_)
+            ),
+            "{fault:?}: {err:?}"
+        );
+        assert_eq!(exists(id).await, took_effect, "{fault:?}");
+        assert_eq!(proxy.counts().injected[fault.kind()], 1);
+        assert_eq!(proxy.counts().forwarded, u64::from(took_effect));
+    }
+    let proxy = FaultProxy::start(
+        Service::DynamoDb,
+        target,
+        vec![Rule::new(Fault::DynamoThrottling, 1.0)],
+        1,
+    )
+    .await
+    .unwrap();
+    let err = put(&proxy, "faults-probe-throttled".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&err),
+        Some("ThrottlingException")
+    );
+    proxy.set_enabled(false);
+    let id = format!("faults-probe-{}", uuid::Uuid::new_v4().simple());
+    put(&proxy, id.clone())
+        .await
+        .expect("forwarded untouched when off");
+    assert!(exists(id).await);
+}
