@@ -7,11 +7,13 @@
 //! - [`template`]: `template.yaml`, read so local and cloud cannot drift apart;
 //! - [`runtime_api`]: a Lambda Runtime API, to run a function's real binary as Lambda does;
 //! - [`events`]: the table's stream fed to `notify`; [`eventbridge`]: a PutEvents receiver on loopback;
-//! - [`backlog`]: seed stale uploads, and count what a sweep left.
+//! - [`backlog`]: seed stale uploads, and count what a sweep left;
+//! - [`faults`]: a seeded fault-injecting proxy in front of Garage or DynamoDB Local.
 
 pub mod backlog;
 pub mod eventbridge;
 pub mod events;
+pub mod faults;
 pub mod runtime_api;
 pub mod server;
 pub mod stack;

@@ -1,5 +1,7 @@
 //! The one error type of Partwise, and the one place it becomes an HTTP answer.
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde_json::json;
 
 /// Everything that can go wrong, grouped by what the caller can do about it.
@@ -30,6 +32,11 @@ pub enum Error {
     /// S3 or DynamoDB throttled us even after retries; the caller may retry.
     #[error("{0}")]
     Throttled(String),
+    /// S3 or DynamoDB failed on their side, timed out, or dropped the
+    /// connection, even after retries: nothing the caller did, and a retry
+    /// converges (every write is conditional, and settled from S3's truth).
+    #[error("{0}")]
+    Unavailable(String),
     /// The route is not one of ours.
     #[error("{0}")]
     UnknownRoute(String),
@@ -53,6 +60,7 @@ impl Error {
             Error::TooLarge(_) => 413,
             Error::Unprocessable(_) => 422,
             Error::Throttled(_) => 429,
+            Error::Unavailable(_) => 503,
             Error::Config(_) | Error::Internal(_) => 500,
         }
     }
@@ -69,6 +77,7 @@ impl Error {
             Error::TooLarge(_) => "TooLarge",
             Error::Unprocessable(_) => "Unprocessable",
             Error::Throttled(_) => "Throttled",
+            Error::Unavailable(_) => "ServiceUnavailable",
             Error::Config(_) => "ConfigError",
             Error::Internal(_) => "InternalError",
         }
@@ -83,6 +92,14 @@ impl Error {
             other => other.to_string(),
         };
         json!({ "error": { "code": self.code(), "message": message }, "message": message })
+    }
+
+    /// Seconds the caller should wait before retrying, for the errors a retry fixes.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::Throttled(_) | Error::Unavailable(_) => Some(1),
+            _ => None,
+        }
     }
 
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -111,15 +128,32 @@ pub fn is_throttling(code: Option<&str>) -> bool {
     code.is_some_and(|c| THROTTLING_CODES.contains(&c))
 }
 
-/// Maps an SDK error (after the SDK's own retries) to ours: throttling → 429, anything else → 500.
-pub(crate) fn from_sdk<E>(operation: &str, err: E) -> Error
+/// Maps an SDK error (after the SDK's own retries) to ours, by what the caller
+/// can do about it: throttling → 429; a 5xx, a timeout, a reset or refused
+/// connection, an unreadable answer → 503 (retry); anything else → 500 (a bug
+/// of ours: a request the service refused as malformed).
+pub(crate) fn from_sdk<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Error
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     if is_throttling(err.code()) {
+        tracing::warn!(operation, "throttled after the SDK's retries");
         return Error::Throttled(format!("{operation} was throttled; retry later"));
     }
-    let detail = aws_smithy_types::error::display::DisplayErrorContext(&err);
+    let detail = DisplayErrorContext(&err);
+    let transient = match &err {
+        SdkError::ServiceError(e) => e.raw().status().is_server_error(),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    };
+    if transient {
+        tracing::warn!(operation, error = %detail, "AWS call failed after the SDK's retries");
+        return Error::Unavailable(format!(
+            "{operation} is unavailable for the moment; retry later"
+        ));
+    }
     tracing::error!(operation, error = %detail, "AWS call failed");
     Error::Internal(format!("{operation} failed: {detail}"))
 }
@@ -139,5 +173,30 @@ mod tests {
         );
         let e = Error::Forbidden("no".into());
         assert_eq!((e.status(), e.code()), (403, "Forbidden"));
+    }
+
+    #[test]
+    fn faults_of_the_services_are_retryable_and_bugs_are_not() {
+        use aws_sdk_s3::operation::list_parts::ListPartsError;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let service = |status: u16, code: &str| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let e = ListPartsError::generic(ErrorMetadata::builder().code(code).build());
+            from_sdk("ListParts", SdkError::service_error(e, raw))
+        };
+        let e = service(503, "SlowDown");
+        assert_eq!((e.status(), e.retry_after()), (429, Some(1)));
+        let e = service(500, "InternalError");
+        assert_eq!(
+            (e.status(), e.code(), e.retry_after()),
+            (503, "ServiceUnavailable", Some(1))
+        );
+        let e = service(400, "InvalidArgument");
+        assert_eq!((e.status(), e.retry_after()), (500, None));
+        let e =
+            from_sdk::<ListPartsError>("ListParts", SdkError::timeout_error("attempt timed out"));
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.body()["error"]["code"], "ServiceUnavailable");
     }
 }

@@ -9,7 +9,8 @@
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
 //! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
 //! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring;
-//! - [`crashpoint`]: where crash tests kill the process (feature `crash-points`).
+//! - [`crashpoint`]: where crash tests kill the process (feature `crash-points`);
+//! - [`timeouts`]: the SDK clients' timeouts and retries.
 
 pub mod api;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod runtime;
 pub mod storage;
 pub mod store;
 pub mod sweep;
+pub mod timeouts;
 pub mod validate;
 
 pub use config::Config;
@@ -46,7 +48,11 @@ impl Context {
     /// `PARTWISE_GRANT_SECRET_ARN` names one (once, at cold start).
     pub async fn from_env() -> Result<Self> {
         let mut config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = aws_config::from_env()
+            .timeout_config(timeouts::sdk_timeouts())
+            .retry_config(timeouts::sdk_retries())
+            .load()
+            .await;
         if let Some(arn) = &config.grant_secret_arn {
             config.grant_keys = Some(grants::read_secret(&sdk, arn).await?);
         }

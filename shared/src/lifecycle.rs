@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::{AbortReason, Actor, Completion, Status, Upload, now_millis};
 use crate::storage::{Aborted, Completed, Part};
 use crate::store::{Stamp, Transition};
+use crate::{Context, crashpoint};
 use std::time::Duration;
 
 /// A completion older than this is not in progress any more: no Lambda runs
@@ -17,7 +18,6 @@ pub const COMPLETING_LEASE: Duration = Duration::from_secs(15 * 60);
 pub fn lease_over(upload: &Upload, now_ms: i64) -> bool {
     now_ms - upload.updated_at > COMPLETING_LEASE.as_millis() as i64
 }
-use crate::{Context, crashpoint};
 
 /// Completes `upload` with `parts` (already checked against S3).
 /// A repeated call on a completed upload returns the first result.
@@ -288,12 +288,16 @@ pub async fn settle_completing(
 }
 
 /// A COMPLETING item with no object, met by a retried complete: once its
-/// claim is past [`COMPLETING_LEASE`], the call that made it died before S3
-/// completed anything, so the item goes back to ACTIVE and the retry may
-/// complete it. Without this the upload answers 409 until the sweep aborts
-/// it. `false` while the lease runs, or if someone else moved the item.
-pub async fn retake_stale_completion(ctx: &Context, upload: &Upload) -> Result<bool> {
-    if !lease_over(upload, now_millis()) {
+/// claim is older than `lease` (the longest a completer lives), the call that
+/// made it died before S3 completed anything, so the item goes back to ACTIVE
+/// and the retry may complete it. Without this the upload is stuck until the
+/// sweep aborts it. `false` while the lease runs, or if someone else moved the item.
+pub async fn retake_stale_completion(
+    ctx: &Context,
+    upload: &Upload,
+    lease: Duration,
+) -> Result<bool> {
+    if now_millis() - upload.updated_at <= lease.as_millis() as i64 {
         return Ok(false);
     }
     Ok(matches!(

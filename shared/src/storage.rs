@@ -240,6 +240,10 @@ impl Storage {
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(completed)
+            .customize()
+            .config_override(
+                aws_sdk_s3::Config::builder().timeout_config(crate::timeouts::complete_timeouts()),
+            )
             .send()
             .await
         {

@@ -96,7 +96,8 @@ impl Store {
         if !upload.status.is_terminal() {
             item.insert("live_shard".into(), s(self.shard_of(&upload.upload_id)));
         }
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -109,8 +110,20 @@ impl Store {
                 } else {
                     from_sdk("PutItem", e)
                 }
-            })?;
-        Ok(())
+            });
+        match put {
+            // The upload id is S3's, new: an item with it can only be this very
+            // write, landed on an attempt whose answer was lost and retried by the SDK.
+            Err(Error::Conflict(_))
+                if self
+                    .get(&upload.upload_id)
+                    .await?
+                    .is_some_and(|now| now.key == upload.key && now.owner == upload.owner) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     /// Reads an item with a strongly consistent read.
@@ -166,11 +179,21 @@ impl Store {
             return Err(Error::internal(format!("no transition {from:?} -> {to:?}")));
         }
         let now = now_millis();
-        let mut set = vec!["#status = :to", "updated_at = :now"];
+        // Marks this write as ours: when its answer is lost and the SDK retries,
+        // the retry's failed condition returns the item, and the mark says the
+        // first attempt took the arrow (otherwise a complete would answer
+        // "in progress" to itself and leave the item COMPLETING).
+        let mark = uuid::Uuid::new_v4().simple().to_string();
+        let mut set = vec![
+            "#status = :to",
+            "updated_at = :now",
+            "transition_id = :mark",
+        ];
         let mut values: Item = [
             (":from".to_string(), s(from.as_str())),
             (":to".to_string(), s(to.as_str())),
             (":now".to_string(), n(now)),
+            (":mark".to_string(), s(&mark)),
         ]
         .into();
         let mut remove = "";
@@ -233,16 +256,19 @@ impl Store {
         match req.send().await {
             Ok(_) => Ok(Transition::Won),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                let old = e
-                    .as_service_error()
-                    .and_then(|se| match se {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                            c.item.as_ref()
-                        }
-                        _ => None,
-                    })
-                    .map(Upload::try_from)
-                    .transpose()?;
+                let old = e.as_service_error().and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item.as_ref()
+                    }
+                    _ => None,
+                });
+                if old
+                    .and_then(|i| i.get("transition_id"))
+                    .is_some_and(|m| m.as_s().is_ok_and(|m| *m == mark))
+                {
+                    return Ok(Transition::Won);
+                }
+                let old = old.map(Upload::try_from).transpose()?;
                 match old {
                     Some(u) => Ok(Transition::Lost(Some(Box::new(u)))),
                     None => Ok(Transition::Lost(self.get(upload_id).await?.map(Box::new))),

@@ -682,12 +682,14 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("Error::TooLarge", &[413]),
     ("Error::Unprocessable", &[422]),
     ("Error::Throttled", &[429]),
+    ("Error::Unavailable", &[503]),
 ];
 
 /// Documented on every route: 401 (API Gateway's authorizer in JWT mode, or
 /// the function without a caller identity), 429 (the
-/// handlers' AWS calls, or the route throttling) and 500.
-const ALWAYS: &[u16] = &[401, 429, 500];
+/// handlers' AWS calls, or the route throttling), 500 and 503 (the handlers'
+/// AWS calls failing after retries).
+const ALWAYS: &[u16] = &[401, 429, 500, 503];
 
 /// One of each error, through an exhaustive match so a new variant must be
 /// added here (and so to the spec).
@@ -701,6 +703,7 @@ fn every_error() -> Vec<Error> {
         Error::TooLarge("too large".into()),
         Error::Unprocessable("not acceptable".into()),
         Error::Throttled("PutItem was throttled; retry later".into()),
+        Error::Unavailable("PutItem is unavailable for the moment; retry later".into()),
         Error::UnknownRoute("no route".into()),
         Error::Config("PARTWISE_BUCKET is required".into()),
         Error::Internal("secret detail".into()),
@@ -715,6 +718,7 @@ fn every_error() -> Vec<Error> {
             | Error::TooLarge(_)
             | Error::Unprocessable(_)
             | Error::Throttled(_)
+            | Error::Unavailable(_)
             | Error::UnknownRoute(_)
             | Error::Config(_)
             | Error::Internal(_) => {}

@@ -10,6 +10,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
+use std::time::Duration;
 
 #[derive(Deserialize)]
 struct CompleteBody {
@@ -69,12 +70,12 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
     let mut upload = owned_upload(ctx, req).await?;
     if upload.status == Status::Completing {
         // A completion that S3 finished but nobody recorded (the call crashed
-        // or its answer was lost) is settled from the object itself; one that
-        // died before S3 did anything is taken back once its lease is over.
+        // or its answer was lost) is settled from the object itself; one older
+        // than any completer died before S3 made anything, and is taken back.
         if let Some(c) = lifecycle::settle_completing(ctx, &upload, Actor::Api).await? {
             return Ok(completed(&upload, &c));
         }
-        if lifecycle::retake_stale_completion(ctx, &upload).await? {
+        if lifecycle::retake_stale_completion(ctx, &upload, COMPLETING_LEASE).await? {
             upload.status = Status::Active;
         }
     }
@@ -87,8 +88,8 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
             return Err(Error::Conflict("the upload was aborted".into()));
         }
         Status::Completing => {
-            return Err(Error::Conflict(
-                "a completion of this upload is in progress".into(),
+            return Err(Error::Unavailable(
+                "a completion of this upload is in progress; retry shortly".into(),
             ));
         }
         Status::Active => {
@@ -114,6 +115,13 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
     };
     Ok(completed(&upload, &completion))
 }
+
+/// No completer outlives this: the `complete` function times out at 29 s.
+/// Taking a claim back after it is safe even if S3 is still completing the
+/// upload: every later step settles from S3's truth (NoSuchUpload, then
+/// HeadObject), so the worst case is a second, harmless CompleteMultipartUpload.
+/// The sweep, which cannot know who claimed, waits [`lifecycle::COMPLETING_LEASE`].
+const COMPLETING_LEASE: Duration = Duration::from_secs(30);
 
 fn answer(now: Option<Upload>) -> Result<ApiGatewayV2httpResponse> {
     match now.and_then(|u| u.completion.clone().map(|c| (u, c))) {

@@ -22,7 +22,7 @@ pub fn json(status: u16, body: &impl Serialize) -> ApiGatewayV2httpResponse {
     r
 }
 
-/// The answer for an error; 429 carries `Retry-After`.
+/// The answer for an error; the retryable ones (429, 503) carry `Retry-After`.
 pub fn error(e: &Error) -> ApiGatewayV2httpResponse {
     if e.status() >= 500 {
         tracing::error!(error = %e, "request failed");
@@ -30,9 +30,9 @@ pub fn error(e: &Error) -> ApiGatewayV2httpResponse {
         tracing::info!(status = e.status(), error = %e, "request refused");
     }
     let mut r = json(e.status(), &e.body());
-    if e.status() == 429 {
+    if let Some(secs) = e.retry_after() {
         r.headers
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }

@@ -51,7 +51,11 @@ impl Notifier {
 
     pub async fn from_env() -> crate::Result<Self> {
         let config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = aws_config::from_env()
+            .timeout_config(crate::timeouts::sdk_timeouts())
+            .retry_config(crate::timeouts::sdk_retries())
+            .load()
+            .await;
         Ok(Self::new(&config, &sdk))
     }
 }
