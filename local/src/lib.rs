@@ -7,11 +7,14 @@
 //! - [`template`]: `template.yaml`, read so local and cloud cannot drift apart;
 //! - [`runtime_api`]: a Lambda Runtime API, to run a function's real binary as Lambda does;
 //! - [`events`]: the table's stream fed to `notify`; [`eventbridge`]: a PutEvents receiver on loopback;
-//! - [`backlog`]: seed stale uploads, and count what a sweep left.
+//! - [`backlog`]: seed stale uploads, and count what a sweep left;
+//! - [`calls`]: handler calls in process, as API Gateway makes them; [`races`]: race trials.
 
 pub mod backlog;
+pub mod calls;
 pub mod eventbridge;
 pub mod events;
+pub mod races;
 pub mod runtime_api;
 pub mod server;
 pub mod stack;

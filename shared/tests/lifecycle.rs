@@ -557,52 +557,16 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
 }
 
 /// 200 trials of complete racing abort on one upload: each ends in exactly one
-/// terminal state, and S3 agrees with it.
+/// terminal state, and S3 agrees with it (the trial itself is shared with the
+/// load bench, which runs 1,000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn complete_racing_abort_ends_in_one_state_that_matches_s3() {
-    use futures::StreamExt;
-    let ctx = std::sync::Arc::new(ctx().await);
-    let alice = owner("racer");
-    let outcomes: Vec<(Status, u16, u16)> = futures::stream::iter(0..200)
-        .map(|i| {
-            let (ctx, alice) = (ctx.clone(), alice.clone());
-            async move {
-                let up = create(&ctx, &alice, json!({"filename": format!("race-{i}.bin")})).await;
-                let etag = upload_part(&ctx, &alice, &up, 1, bytes(64, i as u8)).await;
-                let complete = Call::new(COMPLETE)
-                    .owner(&alice)
-                    .path("uploadId", &up.upload_id)
-                    .json(json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
-                    .send(&ctx);
-                let abort = Call::new(ABORT)
-                    .owner(&alice)
-                    .path("uploadId", &up.upload_id)
-                    .send(&ctx);
-                let ((c, cb), (a, ab)) = tokio::join!(complete, abort);
-                assert!(
-                    matches!((c, a), (200, 409) | (409, 200)),
-                    "trial {i}: complete {c} {cb}, abort {a} {ab}"
-                );
-                let item = ctx.store.get(&up.upload_id).await.unwrap().unwrap();
-                assert!(
-                    !s3_upload_exists(&ctx, &up).await,
-                    "trial {i}: upload still in S3"
-                );
-                let object = s3_object(&ctx, &up.key).await;
-                match item.status {
-                    Status::Completed => assert!(c == 200 && object.is_some(), "trial {i}"),
-                    Status::Aborted => assert!(a == 200 && object.is_none(), "trial {i}"),
-                    other => panic!("trial {i}: left in {other:?}"),
-                }
-                (item.status, c, a)
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    assert_eq!(outcomes.len(), 200);
-    let completed = outcomes.iter().filter(|o| o.0 == Status::Completed).count();
-    eprintln!("race: {completed} completed, {} aborted", 200 - completed);
+    let ctx = ctx().await;
+    let r = partwise_local::races::complete_vs_abort(&ctx, 200, 8).await;
+    assert_eq!(r.trials, 200);
+    assert!(r.inconsistent.is_empty(), "{:#?}", r.inconsistent);
+    assert_eq!(r.completed + r.aborted, 200);
+    eprintln!("race: {} completed, {} aborted", r.completed, r.aborted);
 }
 
 /// The key's last segment, escaped as in a URL path.
