@@ -23,12 +23,13 @@ pub enum Scenario {
     CompleteWithHeldParts,
     CompleteAgain,
     Abort,
+    AbortAgain,
     PostForm,
     ListUploads,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Create,
         Scenario::SignOne,
         Scenario::SignBatch,
@@ -38,6 +39,7 @@ impl Scenario {
         Scenario::CompleteWithHeldParts,
         Scenario::CompleteAgain,
         Scenario::Abort,
+        Scenario::AbortAgain,
         Scenario::PostForm,
         Scenario::ListUploads,
     ];
@@ -53,6 +55,7 @@ impl Scenario {
             Scenario::CompleteWithHeldParts => "complete, with every part S3 holds",
             Scenario::CompleteAgain => "complete, repeated (already completed)",
             Scenario::Abort => "abort (`DELETE /s3/multipart/{id}`)",
+            Scenario::AbortAgain => "abort, repeated (already aborted)",
             Scenario::PostForm => "POST form (`GET /s3/params`)",
             Scenario::ListUploads => "uploads list (`GET /s3/multipart`)",
         }
@@ -66,7 +69,8 @@ impl Scenario {
             Scenario::ListParts | Scenario::Status => 1,
             Scenario::Complete | Scenario::CompleteWithHeldParts => 4,
             Scenario::CompleteAgain => 1,
-            Scenario::Abort => 5,
+            Scenario::Abort => 4,
+            Scenario::AbortAgain => 1,
             Scenario::PostForm => 0,
             Scenario::ListUploads => 1,
         }
@@ -91,7 +95,10 @@ impl Scenario {
                 "GetItem: the first result is on the item (the concurrent ListParts' NoSuchUpload is dropped)"
             }
             Scenario::Abort => {
-                "GetItem → UpdateItem (claim ABORTING) → AbortMultipartUpload → ListParts (confirm no part landed after the abort, as S3 documents) → UpdateItem (ABORTED)"
+                "UpdateItem (claim ABORTING, conditioned on the caller owning the item: no read before it) → AbortMultipartUpload → ListParts (confirm no part landed after the abort, as S3 documents) → UpdateItem (ABORTED); each needs the one before"
+            }
+            Scenario::AbortAgain => {
+                "UpdateItem: the claim fails and answers the item as it was (ABORTED), so no read follows"
             }
             Scenario::PostForm => "none: the form is signed locally, nothing is tracked",
             Scenario::ListUploads => {
@@ -168,6 +175,14 @@ async fn prepare(ctx: &Context, owner: &str, scenario: Scenario) -> Result<ApiCa
         Scenario::ListParts => on(LIST, &with_part(ctx, owner).await?.0),
         Scenario::Status => on(STATUS, &with_part(ctx, owner).await?.0),
         Scenario::Abort => on(ABORT, &with_part(ctx, owner).await?.0),
+        Scenario::AbortAgain => {
+            let call = on(ABORT, &with_part(ctx, owner).await?.0);
+            let (status, body) = call.send(ctx).await;
+            if status != 200 {
+                return Err(format!("first abort: {status} {body}"));
+            }
+            call
+        }
         Scenario::CompleteWithHeldParts => {
             on(COMPLETE, &with_part(ctx, owner).await?.0).json(json!({}))
         }
