@@ -76,7 +76,7 @@ async fn owned_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
     owned(req, &owner, ctx.store.get(upload_id).await)
 }
 
-/// [`owned_upload`] and `part_list` (S3's parts of the upload) for a live
+/// [`owned_upload`] and S3's part list (ListParts, every page) for a live
 /// upload, in one round-trip wave when the caller names the `key` (Uppy
 /// always does): both calls need only the id and the key, so S3 is asked
 /// while DynamoDB is, and its answer is dropped unless the item is the
