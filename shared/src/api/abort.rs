@@ -35,19 +35,18 @@ pub async fn abort(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
             Stamp::Aborting(Actor::Api, AbortReason::Owner),
         )
         .await?;
-    let (upload, outcome) = match claim {
-        Claim::Won(upload) => {
-            let outcome = lifecycle::finish_abort(ctx, &upload).await?;
-            (upload, outcome)
-        }
+    // Won, the item is ABORTING now and the lifecycle finishes the abort
+    // from there; lost, it goes on from the state the claim found.
+    let upload = match claim {
+        Claim::Won(upload) => upload,
         Claim::Lost(Some(upload))
             if upload.owner == owner && key.as_ref().is_none_or(|k| *k == upload.key) =>
         {
-            let outcome = lifecycle::abort(ctx, &upload).await?;
-            (upload, outcome)
+            upload
         }
         Claim::Lost(_) => return Err(Error::NotFound(format!("no upload {upload_id:?}"))),
     };
+    let outcome = lifecycle::abort(ctx, &upload).await?;
     tracing::info!(upload_id = %upload.upload_id, ?outcome, "upload aborted");
     Ok(response::json(200, &json!({ "status": "ABORTED" })))
 }
