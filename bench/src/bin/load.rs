@@ -518,6 +518,17 @@ async fn run(o: Options) -> Result<bool, String> {
     for e in &t.first_errors {
         println!("  {e}");
     }
+    if t.errors > 0 {
+        // What the server logged for them (its log goes with it).
+        let log = std::fs::read_to_string(server.dir.join("serve.log")).unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in log.lines().filter(|l| l.contains("ERROR")) {
+            let tail = line.split_once("ERROR").map_or(line, |(_, t)| t).trim();
+            if seen.insert(tail.to_string()) && seen.len() <= 10 {
+                println!("  server: {tail}");
+            }
+        }
+    }
     // Flat: the second half of the run adds at most a fifth to what the
     // first half (warm-up done, every client busy) had reached.
     let at = |t: Duration| {
