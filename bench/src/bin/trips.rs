@@ -186,6 +186,10 @@ async fn run(o: Options) -> Result<(), String> {
         "\nwaves: sequential calls (calls sent together count once); DDB, S3: all calls made; \
          ÷ waves×delay: the delayed p50 over what the waves alone cost at +{delay_ms:.0} ms each"
     );
+    println!("\nwhy each is the minimum:");
+    for scenario in Scenario::ALL {
+        println!("  {}: {}", scenario.label(), scenario.why());
+    }
     if wrong.is_empty() {
         Ok(())
     } else {

@@ -97,9 +97,10 @@ async fn owned_upload_and_parts(
         };
         return Ok((upload, parts));
     };
+    // Boxed: two SDK calls' futures side by side are too big for a thread's stack in debug builds.
     let (item, parts) = futures::join!(
-        ctx.store.get(upload_id),
-        ctx.storage.list_parts(&key, upload_id)
+        Box::pin(ctx.store.get(upload_id)),
+        Box::pin(ctx.storage.list_parts(&key, upload_id))
     );
     let upload = owned(req, &owner, item)?;
     let parts = match upload.status {
