@@ -19,12 +19,10 @@
 //!   cargo run --profile bench -p partwise-bench -- [--n 1000,10000]
 //!       [--delay-ms 20] [--tracked-percent 80] [--concurrency C] [--warmup 10000]
 
-mod proxy;
-mod reference;
-
 use partwise::Context;
+use partwise_bench::proxy::DelayProxy;
+use partwise_bench::reference;
 use partwise_local::{Stack, backlog};
-use proxy::DelayProxy;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -8,12 +8,15 @@
 //! - [`runtime_api`]: a Lambda Runtime API, to run a function's real binary as Lambda does;
 //! - [`events`]: the table's stream fed to `notify`; [`eventbridge`]: a PutEvents receiver on loopback;
 //! - [`backlog`]: seed stale uploads, and count what a sweep left;
-//! - [`faults`]: a seeded fault-injecting proxy in front of Garage or DynamoDB Local.
+//! - [`faults`]: a seeded fault-injecting proxy in front of Garage or DynamoDB Local;
+//! - [`calls`]: handler calls in process, as API Gateway makes them; [`races`]: race trials.
 
 pub mod backlog;
+pub mod calls;
 pub mod eventbridge;
 pub mod events;
 pub mod faults;
+pub mod races;
 pub mod runtime_api;
 pub mod server;
 pub mod stack;

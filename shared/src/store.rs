@@ -8,7 +8,7 @@ use crate::model::{
 use crate::plan::PartPlan;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -38,6 +38,23 @@ pub enum Stamp {
     Completed(Actor),
     /// With an ABORTING claim: `aborted_by` and `abort_reason` (ABORTED keeps them).
     Aborting(Actor, AbortReason),
+}
+
+/// Who asks for a [`Store::claim`]: the transition is taken only on their own item.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub owner: &'a str,
+    /// The upload's key, when the caller named it (`?key=`).
+    pub key: Option<&'a str>,
+}
+
+/// The result of a [`Store::claim`].
+#[derive(Debug)]
+pub enum Claim {
+    /// Taken; the item as it now is.
+    Won(Box<Upload>),
+    /// Not taken; the item as it was (None if there is none), whoever owns it.
+    Lost(Option<Box<Upload>>),
 }
 
 /// The result of a conditional transition.
@@ -167,6 +184,31 @@ impl Store {
             .await
     }
 
+    /// [`Store::transition_by`] for a caller who has not read the item: taken
+    /// only if the item is also `caller`'s (and has its key, when named), so
+    /// the ownership check rides on the write instead of costing a read
+    /// before it. Won, it answers the item as it now is; lost, the item as it
+    /// was (another owner's included: the caller must not be told about it).
+    pub async fn claim(
+        &self,
+        upload_id: &str,
+        caller: Caller<'_>,
+        from: Status,
+        to: Status,
+        stamp: Stamp,
+    ) -> Result<Claim> {
+        let (transition, item) = self
+            .update(upload_id, from, to, None, Some(stamp), Some(caller))
+            .await?;
+        Ok(match (transition, item) {
+            (Transition::Won, Some(item)) => Claim::Won(Box::new(Upload::try_from(&item)?)),
+            (Transition::Won, None) => {
+                return Err(Error::internal("UpdateItem answered no attributes"));
+            }
+            (Transition::Lost(now), _) => Claim::Lost(now),
+        })
+    }
+
     async fn stamped(
         &self,
         upload_id: &str,
@@ -175,6 +217,23 @@ impl Store {
         completion: Option<&Completion>,
         stamp: Option<Stamp>,
     ) -> Result<Transition> {
+        let (transition, _) = self
+            .update(upload_id, from, to, completion, stamp, None)
+            .await?;
+        Ok(transition)
+    }
+
+    /// The conditional write behind every transition; with `caller`, also
+    /// conditioned on the owner (and key) and answering the new item.
+    async fn update(
+        &self,
+        upload_id: &str,
+        from: Status,
+        to: Status,
+        completion: Option<&Completion>,
+        stamp: Option<Stamp>,
+        caller: Option<Caller<'_>>,
+    ) -> Result<(Transition, Option<Item>)> {
         if !from.can_become(to) {
             return Err(Error::internal(format!("no transition {from:?} -> {to:?}")));
         }
@@ -240,39 +299,61 @@ impl Store {
                 values.insert(":cktype".into(), s(&ck.checksum_type));
             }
         }
+        let mut condition = String::from("#status = :from");
+        if let Some(c) = &caller {
+            condition.push_str(" AND #owner = :owner");
+            values.insert(":owner".into(), s(c.owner));
+            if let Some(key) = c.key {
+                condition.push_str(" AND #key = :key");
+                values.insert(":key".into(), s(key));
+            }
+        }
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("upload_id", s(upload_id))
             .update_expression(format!("SET {}{remove}", set.join(", ")))
-            .condition_expression("#status = :from")
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
             .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if completion.is_some() {
             req = req.expression_attribute_names("#location", "location");
         }
+        if let Some(c) = &caller {
+            req = req
+                .expression_attribute_names("#owner", "owner")
+                .return_values(ReturnValue::AllNew);
+            if c.key.is_some() {
+                req = req.expression_attribute_names("#key", "key");
+            }
+        }
         match req.send().await {
-            Ok(_) => Ok(Transition::Won),
+            Ok(out) => Ok((Transition::Won, out.attributes)),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                let old = e.as_service_error().and_then(|se| match se {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item.as_ref()
-                    }
-                    _ => None,
-                });
+                let old = e
+                    .as_service_error()
+                    .and_then(|se| match se {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                            c.item.clone()
+                        }
+                        _ => None,
+                    });
+                // Our own earlier attempt won and its answer was lost (the SDK
+                // retried): the item holds our mark, and is the item we wrote.
                 if old
+                    .as_ref()
                     .and_then(|i| i.get("transition_id"))
                     .is_some_and(|m| m.as_s().is_ok_and(|m| *m == mark))
                 {
-                    return Ok(Transition::Won);
+                    return Ok((Transition::Won, old));
                 }
-                let old = old.map(Upload::try_from).transpose()?;
-                match old {
-                    Some(u) => Ok(Transition::Lost(Some(Box::new(u)))),
-                    None => Ok(Transition::Lost(self.get(upload_id).await?.map(Box::new))),
-                }
+                let old = old.as_ref().map(Upload::try_from).transpose()?;
+                // Asked for the item as it was, DynamoDB answers it whenever
+                // it exists: none means there is no item, and reading it
+                // again would only say so a round trip later.
+                Ok((Transition::Lost(old.map(Box::new)), None))
             }
             Err(e) => Err(from_sdk("UpdateItem", e)),
         }

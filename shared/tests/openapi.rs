@@ -661,6 +661,8 @@ fn inline_properties(schema: &Value, out: &mut BTreeSet<String>) {
 const MARKERS: &[(&str, &[u16])] = &[
     ("req.owner(", &[401]),
     ("owned_upload(", &[400, 401, 404]),
+    ("owned_upload_and_parts(", &[400, 401, 404]),
+    ("checked_upload_id(", &[400]),
     ("req.path(", &[400]),
     ("req.json", &[400, 413]),
     ("keys::sanitize_filename(", &[400]),

@@ -375,60 +375,18 @@ async fn scheduled_and_bad_manual_events() {
 }
 
 /// 200 trials of complete racing the sweep: each ends in one terminal state
-/// that S3 agrees with.
+/// that S3 agrees with (the trial itself is shared with the load bench, which
+/// runs 1,000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn complete_racing_the_sweep_ends_in_one_state_that_matches_s3() {
-    use futures::StreamExt;
     let (ctx, _) = isolated(&[]).await;
-    let ctx = std::sync::Arc::new(ctx);
-    let alice = owner("racer");
-    let results: Vec<Status> = futures::stream::iter(0..200)
-        .map(|i| {
-            let (ctx, alice) = (ctx.clone(), alice.clone());
-            async move {
-                let up = create(&ctx, &alice, json!({"filename": format!("r{i}.bin")})).await;
-                let etag = upload_part(&ctx, &alice, &up, 1, bytes(32, i as u8)).await;
-                let req = SweepRequest {
-                    cutoff_ms: now_millis() + 1,
-                    dry_run: false,
-                    prefix: up.key.clone(),
-                    limit: None,
-                };
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                let complete = Call::new(COMPLETE)
-                    .owner(&alice)
-                    .path("uploadId", &up.upload_id)
-                    .json(json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
-                    .send(&ctx);
-                let ((c, body), s) = tokio::join!(complete, sweep::run(&ctx, &req, None));
-                assert_eq!(s.failed, 0, "trial {i}: {s:?}");
-                let mut item = ctx.store.get(&up.upload_id).await.unwrap().unwrap();
-                if item.status == Status::Completing {
-                    panic!("trial {i}: left COMPLETING (complete answered {c} {body})");
-                }
-                if c == 200 {
-                    assert_eq!(item.status, Status::Completed, "trial {i}");
-                    assert_eq!(s3_object(&ctx, &up.key).await.unwrap(), bytes(32, i as u8));
-                } else {
-                    assert_eq!(c, 409, "trial {i}: {body}");
-                    assert_eq!(item.status, Status::Aborted, "trial {i}");
-                    assert!(s3_object(&ctx, &up.key).await.is_none(), "trial {i}");
-                    item.status = Status::Aborted;
-                }
-                assert!(
-                    !s3_upload_exists(&ctx, &up).await,
-                    "trial {i}: upload left in S3"
-                );
-                item.status
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let completed = results.iter().filter(|s| **s == Status::Completed).count();
+    let r = partwise_local::races::complete_vs_sweep(&ctx, 200, 8).await;
+    assert_eq!(r.trials, 200);
+    assert!(r.inconsistent.is_empty(), "{:#?}", r.inconsistent);
+    assert_eq!(r.completed + r.aborted, 200);
     eprintln!(
-        "complete vs sweep: {completed} completed, {} aborted",
-        results.len() - completed
+        "complete vs sweep: {} completed, {} aborted",
+        r.completed, r.aborted
     );
 }
 

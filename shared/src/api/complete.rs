@@ -1,6 +1,6 @@
 //! `POST /s3/multipart/{uploadId}/complete`: check the part list, then complete.
 
-use super::{Request, owned_upload, response};
+use super::{Request, owned_upload_and_parts, response};
 use crate::config::limits;
 use crate::error::{Error, Result};
 use crate::model::{Actor, ChecksumAlgorithm, Completion, Status, Upload};
@@ -66,8 +66,16 @@ impl RequestedPart {
 /// Completes with the parts given, or with every part S3 holds when none are.
 /// A repeated call returns the first result, whatever the body; a call after
 /// an abort is refused.
+///
+/// Round trips, sequential: the item ‖ ListParts (one wave with `key`), the
+/// COMPLETING claim, CompleteMultipartUpload, the COMPLETED record. ListParts
+/// stays even when the client lists its parts: only S3 knows each part's size,
+/// which the 5 MiB, declared-size and size-limit checks and the recorded size
+/// need; it rides in the item read's wave, so it costs no wait of its own.
+/// The claim follows the checks, so a refused list changes nothing; it
+/// precedes S3's complete, so an abort cannot race it; the record follows it.
 pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let mut upload = owned_upload(ctx, req).await?;
+    let (mut upload, mut held) = owned_upload_and_parts(ctx, req).await?;
     if upload.status == Status::Completing {
         // A completion that S3 finished but nobody recorded (the call crashed
         // or its answer was lost) is settled from the object itself; one older
@@ -77,6 +85,11 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
         }
         if lifecycle::retake_stale_completion(ctx, &upload, COMPLETING_LEASE).await? {
             upload.status = Status::Active;
+            held = Some(
+                ctx.storage
+                    .list_parts(&upload.key, &upload.upload_id)
+                    .await?,
+            );
         }
     }
     let completion = match upload.status {
@@ -94,11 +107,7 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
         }
         Status::Active => {
             let body: CompleteBody = req.json()?;
-            let held = ctx
-                .storage
-                .list_parts(&upload.key, &upload.upload_id)
-                .await?;
-            let Some(held) = held else {
+            let Some(held) = held.flatten() else {
                 // S3 lost the upload under us: settle the item from S3's truth.
                 return match lifecycle::resolve_vanished(ctx, &upload, Status::Active, Actor::Api)
                     .await?

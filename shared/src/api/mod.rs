@@ -14,7 +14,8 @@ mod uploads;
 
 use crate::Context;
 use crate::error::{Error, Result};
-use crate::model::Upload;
+use crate::model::{Status, Upload};
+use crate::storage::Part;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 pub use request::Request;
 pub use routes::{Function, Operation, ROUTES, Route};
@@ -71,12 +72,57 @@ pub async fn handle(
 /// missing one, so upload ids cannot be probed.
 async fn owned_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
     let owner = req.owner(ctx.config.anonymous)?;
+    let upload_id = checked_upload_id(req)?;
+    owned(req, &owner, ctx.store.get(upload_id).await)
+}
+
+/// [`owned_upload`] and S3's part list (ListParts, every page) for a live
+/// upload, in one round-trip wave when the caller names the `key` (Uppy
+/// always does): both calls need only the id and the key, so S3 is asked
+/// while DynamoDB is, and its answer is dropped unless the item is the
+/// caller's and ACTIVE (nothing of another's upload is ever answered).
+/// Without `key`, the item comes first and S3 is asked only for a live upload.
+/// `None` means the upload is not ACTIVE; `Some(None)` that S3 has no such upload.
+async fn owned_upload_and_parts(
+    ctx: &Context,
+    req: &Request<'_>,
+) -> Result<(Upload, Option<Option<Vec<Part>>>)> {
+    let owner = req.owner(ctx.config.anonymous)?;
+    let upload_id = checked_upload_id(req)?;
+    let Some(key) = req.query("key") else {
+        let upload = owned(req, &owner, ctx.store.get(upload_id).await)?;
+        let parts = match upload.status {
+            Status::Active => Some(ctx.storage.list_parts(&upload.key, upload_id).await?),
+            _ => None,
+        };
+        return Ok((upload, parts));
+    };
+    // Boxed: two SDK calls' futures side by side are too big for a thread's stack in debug builds.
+    let (item, parts) = futures::join!(
+        Box::pin(ctx.store.get(upload_id)),
+        Box::pin(ctx.storage.list_parts(&key, upload_id))
+    );
+    let upload = owned(req, &owner, item)?;
+    let parts = match upload.status {
+        Status::Active => Some(parts?),
+        _ => None,
+    };
+    Ok((upload, parts))
+}
+
+fn checked_upload_id<'a>(req: &Request<'a>) -> Result<&'a str> {
     let upload_id = req.path("uploadId")?;
     if upload_id.len() > 1024 {
         return Err(Error::bad_request("uploadId is too long"));
     }
+    Ok(upload_id)
+}
+
+/// The item read for the `uploadId` path parameter, if it is the caller's.
+fn owned(req: &Request<'_>, owner: &str, item: Result<Option<Upload>>) -> Result<Upload> {
+    let upload_id = req.path("uploadId")?;
     let not_found = || Error::NotFound(format!("no upload {upload_id:?}"));
-    let upload = ctx.store.get(upload_id).await?.ok_or_else(not_found)?;
+    let upload = item?.ok_or_else(not_found)?;
     if upload.owner != owner || req.query("key").is_some_and(|k| k != upload.key) {
         return Err(not_found());
     }

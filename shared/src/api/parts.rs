@@ -1,33 +1,30 @@
 //! `GET /s3/multipart/{uploadId}` (parts S3 holds, for resuming) and
 //! `GET /s3/multipart/{uploadId}/status` (the tracked state).
 
-use super::{Request, owned_upload, response};
+use super::{Request, owned_upload_and_parts, response};
 use crate::Context;
 use crate::error::{Error, Result};
-use crate::model::Status;
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde_json::json;
 
 /// Every part S3 holds, all pages, as Companion answers: `[{PartNumber, ETag, Size}]`.
+/// One wave with `key` (the item and ListParts at once), else two.
 pub async fn list(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let upload = owned_upload(ctx, req).await?;
-    if upload.status.is_terminal() {
+    let (upload, parts) = owned_upload_and_parts(ctx, req).await?;
+    let Some(parts) = parts else {
         return Err(Error::NotFound(format!(
             "the upload is {}; it has no parts any more",
             upload.status.as_str()
         )));
-    }
-    let parts = ctx
-        .storage
-        .list_parts(&upload.key, &upload.upload_id)
-        .await?
-        .ok_or_else(|| Error::NotFound("S3 holds no such upload any more".into()))?;
+    };
+    let parts = parts.ok_or_else(|| Error::NotFound("S3 holds no such upload any more".into()))?;
     Ok(response::json(200, &parts))
 }
 
-/// The tracked item, plus what S3 holds while the upload is live.
+/// The tracked item, plus what S3 holds while the upload is live: one wave
+/// with `key`, as for the part list.
 pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let u = owned_upload(ctx, req).await?;
+    let (u, parts) = owned_upload_and_parts(ctx, req).await?;
     let mut body = json!({
         "uploadId": u.upload_id,
         "key": u.key,
@@ -40,9 +37,7 @@ pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         "plan": u.plan,
         "completion": u.completion,
     });
-    if u.status == Status::Active
-        && let Some(parts) = ctx.storage.list_parts(&u.key, &u.upload_id).await?
-    {
+    if let Some(Some(parts)) = parts {
         body["uploaded"] = json!({
             "parts": parts.len(),
             "bytes": parts.iter().map(|p| p.size).sum::<u64>(),

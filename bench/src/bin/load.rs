@@ -1,0 +1,591 @@
+//! Load: the local server (`partwise-local serve`: the real handlers behind
+//! the API Gateway stand-in, in a child process so its memory is its own)
+//! under many concurrent clients for a bounded time. Each client loops over
+//! full small uploads (create, sign, PUT to Garage, complete), an abandoned
+//! one (create, sign, PUT, list parts, abort) every fourth round, and its
+//! uploads list every other round. It reports p50, p99 and max latency per
+//! route and every error (there must be none), and the server's memory at
+//! the start, after a warm-up and at the end (which must stay flat). Then it
+//! runs the complete-versus-abort and complete-versus-sweep races (1,000
+//! trials each by default; CI runs 200 of the same trials) on the same stack:
+//! there must be no inconsistent state.
+//!
+//!   cargo build -p partwise-local && cargo run -p partwise-bench --bin load -- \
+//!       [--clients 200] [--duration 60] [--trials 1000] [--part-bytes 1024]
+
+use partwise_local::Stack;
+use partwise_local::races::{self, RaceReport};
+use reqwest::Client;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Options {
+    clients: usize,
+    duration: Duration,
+    trials: usize,
+    part_bytes: usize,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let usage =
+        "usage: load [--clients 200] [--duration SECONDS (60)] [--trials 1000] [--part-bytes 1024]";
+    let mut o = Options {
+        clients: 200,
+        duration: Duration::from_secs(60),
+        trials: 1000,
+        part_bytes: 1024,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut number = || -> Result<u64, String> {
+            let v = it.next().ok_or(format!("{flag} needs a value\n{usage}"))?;
+            v.parse()
+                .map_err(|_| format!("{flag}: {v:?} is not a whole number"))
+        };
+        match flag.as_str() {
+            "--clients" => o.clients = number()?.clamp(1, 2000) as usize,
+            "--duration" => o.duration = Duration::from_secs(number()?.clamp(1, 3600)),
+            "--trials" => o.trials = number()?.min(100_000) as usize,
+            "--part-bytes" => o.part_bytes = number()?.clamp(1, 5 << 20) as usize,
+            _ => return Err(usage.into()),
+        }
+    }
+    Ok(o)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(o).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The `partwise-local` binary: `PARTWISE_LOCAL_BIN`, else beside this one.
+fn local_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("PARTWISE_LOCAL_BIN") {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe
+        .parent()
+        .map(|d| d.join("partwise-local"))
+        .filter(|p| p.exists())
+        .ok_or("no partwise-local beside this binary: `cargo build -p partwise-local` first, or set PARTWISE_LOCAL_BIN")?;
+    Ok(bin)
+}
+
+/// The server child, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    child: tokio::process::Child,
+    pid: u32,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts `partwise-local serve` on a free port with its own fresh stack, and
+/// waits (at most two minutes) for its env file: the stack's variables and
+/// `PARTWISE_API`.
+async fn start_server() -> Result<(Server, BTreeMap<String, String>), String> {
+    let dir = std::env::temp_dir().join(Stack::unique_name("partwise-load"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let env_file = dir.join("serve.env");
+    let log = std::fs::File::create(dir.join("serve.log")).map_err(|e| e.to_string())?;
+    let child = tokio::process::Command::new(local_bin()?)
+        .args(["serve", "--port", "0", "--env-file"])
+        .arg(&env_file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting partwise-local serve: {e}"))?;
+    let pid = child.id().ok_or("the server exited at once")?;
+    let mut server = Server { child, pid, dir };
+    for _ in 0..1200 {
+        if let Ok(text) = std::fs::read_to_string(&env_file) {
+            return Ok((server, parse_exports(&text)));
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let log = std::fs::read_to_string(server.dir.join("serve.log")).unwrap_or_default();
+            return Err(format!("the server exited ({status}): {log}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the server was not ready after 120 s".into())
+}
+
+/// `export K='V'` lines (values single-quoted as `partwise-local` writes them).
+fn parse_exports(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.to_string(), v.replace(r"'\''", "'"))
+        })
+        .collect()
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Latencies per route, and every error.
+#[derive(Default)]
+struct Tally {
+    /// Latencies of calls started before this are not kept (the warm-up);
+    /// their errors still count.
+    since: Option<Instant>,
+    latencies: BTreeMap<&'static str, Vec<Duration>>,
+    errors: usize,
+    first_errors: Vec<String>,
+    uploads: usize,
+}
+
+type Shared = Arc<Mutex<Tally>>;
+
+fn lock(t: &Shared) -> std::sync::MutexGuard<'_, Tally> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A request body.
+enum Body {
+    None,
+    Json(Value),
+    Bytes(Vec<u8>),
+}
+
+struct Api {
+    http: Client,
+    base: String,
+    token: String,
+    tally: Shared,
+}
+
+impl Api {
+    /// One call; its latency is recorded under `route` and a failure counted.
+    /// The answer's JSON, or `{"etag": ...}` for a PUT to S3.
+    async fn call(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        url: &str,
+        body: Body,
+    ) -> Option<Value> {
+        let mut req = self.http.request(method, url);
+        if url.starts_with(&self.base) {
+            req = req.bearer_auth(&self.token);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req
+                .header("content-type", "application/json")
+                .body(v.to_string()),
+            Body::Bytes(b) => req.body(b),
+        };
+        let started = Instant::now();
+        let outcome = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let etag = resp
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                match resp.text().await {
+                    Ok(text) if status.is_success() => Ok(match etag {
+                        Some(e) if text.is_empty() => json!({ "etag": e }),
+                        _ => serde_json::from_str(&text).unwrap_or(Value::Null),
+                    }),
+                    Ok(text) => Err(format!("{route}: {status} {text}")),
+                    Err(e) => Err(format!("{route}: reading the answer: {e}")),
+                }
+            }
+            Err(e) => Err(format!("{route}: {}", chain(&e))),
+        };
+        let elapsed = started.elapsed();
+        let mut t = lock(&self.tally);
+        if t.since.is_none_or(|s| started >= s) {
+            t.latencies.entry(route).or_default().push(elapsed);
+        }
+        match outcome {
+            Ok(v) => Some(v),
+            Err(e) => {
+                t.errors += 1;
+                if t.first_errors.len() < 10 {
+                    t.first_errors.push(e);
+                }
+                None
+            }
+        }
+    }
+
+    /// An answer that lacks what the route promises is an error too.
+    fn missing<T>(&self, what: &str) -> Option<T> {
+        let mut t = lock(&self.tally);
+        t.errors += 1;
+        if t.first_errors.len() < 10 {
+            t.first_errors.push(format!("an answer without {what}"));
+        }
+        None
+    }
+
+    fn field(&self, v: &Value, name: &str) -> Option<String> {
+        match v[name].as_str() {
+            Some(s) => Some(s.to_string()),
+            None => self.missing(name),
+        }
+    }
+
+    /// Create, sign part 1, PUT it to Garage: (upload id, `key=` query, ETag).
+    async fn started(&self, part: &[u8], n: usize) -> Option<(String, String, String)> {
+        use reqwest::Method;
+        let created = self
+            .call(
+                "create",
+                Method::POST,
+                &format!("{}/s3/multipart", self.base),
+                Body::Json(json!({"filename": format!("load-{n}.bin"), "size": part.len()})),
+            )
+            .await?;
+        let id = self.field(&created, "uploadId")?;
+        let q = format!("key={}", encode(&self.field(&created, "key")?));
+        let signed = self
+            .call(
+                "sign part",
+                Method::GET,
+                &format!("{}/s3/multipart/{id}/1?{q}", self.base),
+                Body::None,
+            )
+            .await?;
+        let url = self.field(&signed, "url")?;
+        let put = self
+            .call(
+                "PUT part (Garage)",
+                Method::PUT,
+                &url,
+                Body::Bytes(part.to_vec()),
+            )
+            .await?;
+        let etag = self.field(&put, "etag")?;
+        Some((id, q, etag))
+    }
+
+    /// A full small upload: create, sign, PUT, complete.
+    async fn upload(&self, part: &[u8], n: usize) -> Option<()> {
+        let (id, q, etag) = self.started(part, n).await?;
+        let done = self
+            .call(
+                "complete",
+                reqwest::Method::POST,
+                &format!("{}/s3/multipart/{id}/complete?{q}", self.base),
+                Body::Json(json!({"parts": [{"PartNumber": 1, "ETag": etag}]})),
+            )
+            .await?;
+        if done["size"].as_u64() != Some(part.len() as u64) {
+            return self.missing("the uploaded size");
+        }
+        lock(&self.tally).uploads += 1;
+        Some(())
+    }
+
+    /// An abandoned upload: create, sign, PUT, list parts (as a resume
+    /// would), abort.
+    async fn abandon(&self, part: &[u8], n: usize) -> Option<()> {
+        let (id, q, _) = self.started(part, n).await?;
+        let url = format!("{}/s3/multipart/{id}?{q}", self.base);
+        let parts = self
+            .call("list parts", reqwest::Method::GET, &url, Body::None)
+            .await?;
+        if parts.as_array().map(Vec::len) != Some(1) {
+            return self.missing("the part just uploaded");
+        }
+        self.call("abort", reqwest::Method::DELETE, &url, Body::None)
+            .await?;
+        Some(())
+    }
+
+    async fn list(&self) -> Option<()> {
+        let page = self
+            .call(
+                "uploads list",
+                reqwest::Method::GET,
+                &format!("{}/s3/multipart?limit=10", self.base),
+                Body::None,
+            )
+            .await?;
+        if !page["uploads"].is_array() {
+            return self.missing("uploads");
+        }
+        Some(())
+    }
+}
+
+/// An error with its causes: reqwest's own message names only the URL.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+/// A query value escaped as in a URL.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One client: starts after `delay` (the clients ramp up over the warm-up),
+/// then rounds until the deadline (and at most `max_rounds`).
+async fn client(api: Api, part: Vec<u8>, delay: Duration, deadline: Instant, max_rounds: usize) {
+    tokio::time::sleep(delay).await;
+    for round in 0..max_rounds {
+        if Instant::now() >= deadline {
+            return;
+        }
+        api.upload(&part, round).await;
+        if round % 4 == 1 {
+            api.abandon(&part, round).await;
+        }
+        if round % 2 == 0 {
+            api.list().await;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+async fn run(o: Options) -> Result<bool, String> {
+    let (server, env) = start_server().await?;
+    let base = env
+        .get("PARTWISE_API")
+        .cloned()
+        .ok_or("the server wrote no PARTWISE_API")?;
+    let stack = Stack::attach(&env).map_err(|e| e.to_string())?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "partwise load: `partwise-local serve` (child process, pid {}) on {base}, its own Garage + DynamoDB Local; \
+         {} clients for {} s; a {cores}-core machine shared with other work",
+        server.pid,
+        o.clients,
+        o.duration.as_secs()
+    );
+    // Far beyond API Gateway's 30 s: on a small shared machine a request can
+    // queue that long behind the others, and what this counts as an error is
+    // a failure of the server, not a slow answer (the latencies say that).
+    let http = Client::builder()
+        .timeout(Duration::from_secs(300))
+        .pool_max_idle_per_host(o.clients)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let idle = memory_kib(server.pid).ok_or("cannot read the server's /proc status")?;
+
+    let tally: Shared = Arc::default();
+    // The first tenth of the run warms up (DynamoDB Local's JIT, connection
+    // pools): its latencies are left out, its errors are not.
+    let warm_at = Instant::now() + o.duration / 10;
+    lock(&tally).since = Some(warm_at);
+    let part: Vec<u8> = (0..o.part_bytes).map(|i| (i % 251) as u8).collect();
+    let started = Instant::now();
+    let deadline = started + o.duration;
+    let max_rounds = o.duration.as_secs() as usize * 1000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..o.clients {
+        let api = Api {
+            http: http.clone(),
+            base: base.clone(),
+            token: format!("load-{c}-{}", uuid::Uuid::new_v4().simple()),
+            tally: tally.clone(),
+        };
+        let delay = o.duration / 10 * c as u32 / o.clients as u32;
+        tasks.spawn(client(api, part.clone(), delay, deadline, max_rounds));
+    }
+    // The server's memory once a second while the clients run (bounded by
+    // their deadline plus the slowest answers).
+    let mut samples = vec![];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(m) = memory_kib(server.pid) {
+                    samples.push((started.elapsed(), m));
+                }
+            }
+            joined = tasks.join_next() => {
+                if joined.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let end = memory_kib(server.pid).ok_or("cannot read the server's /proc status")?;
+
+    let mut t = std::mem::take(&mut *lock(&tally));
+    let total: usize = t.latencies.values().map(Vec::len).sum();
+    let measured = elapsed.saturating_sub(o.duration / 10);
+    println!(
+        "\n{} uploads completed; after a warm-up of {} s (not counted), {total} requests in {:.1} s ({:.0}/s)",
+        t.uploads,
+        (o.duration / 10).as_secs(),
+        measured.as_secs_f64(),
+        total as f64 / measured.as_secs_f64().max(1e-3),
+    );
+    println!(
+        "{:<20} {:>8} {:>10} {:>10} {:>10}",
+        "route", "calls", "p50", "p99", "max"
+    );
+    for (route, lat) in t.latencies.iter_mut() {
+        lat.sort();
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        println!(
+            "{:<20} {:>8} {:>10} {:>10} {:>10}",
+            route,
+            lat.len(),
+            ms(percentile(lat, 0.50)),
+            ms(percentile(lat, 0.99)),
+            ms(*lat.last().unwrap_or(&Duration::ZERO))
+        );
+    }
+    println!("errors: {}", t.errors);
+    for e in &t.first_errors {
+        println!("  {e}");
+    }
+    if t.errors > 0 {
+        // What the server logged for them (its log goes with it).
+        let log = std::fs::read_to_string(server.dir.join("serve.log")).unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in log.lines().filter(|l| l.contains("ERROR")) {
+            let tail = line.split_once("ERROR").map_or(line, |(_, t)| t).trim();
+            if seen.insert(tail.to_string()) && seen.len() <= 10 {
+                println!("  server: {tail}");
+            }
+        }
+    }
+    // Flat: the second half of the run adds at most a fifth to what the
+    // first half (warm-up done, every client busy) had reached.
+    let at = |t: Duration| {
+        samples
+            .iter()
+            .find(|(when, _)| *when >= t)
+            .or(samples.last())
+            .map_or(end, |(_, m)| *m)
+    };
+    let warm = at(o.duration / 10);
+    let middle = at(o.duration / 2);
+    let growth = end.0 as f64 / middle.0.max(1) as f64;
+    let flat = growth <= 1.2;
+    println!(
+        "server memory (VmRSS): {:.1} MiB idle, {:.1} MiB after the warm-up, {:.1} MiB half-way, \
+         {:.1} MiB at the end (end ÷ half-way {growth:.2}×, target ≤ 1.2×: {}); peak (VmHWM) {:.1} MiB",
+        mib(idle.0),
+        mib(warm.0),
+        mib(middle.0),
+        mib(end.0),
+        if flat { "met" } else { "MISSED" },
+        mib(end.1)
+    );
+
+    let mut ok = t.errors == 0 && flat;
+    if o.trials > 0 {
+        let ctx = stack.context().map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let abort = races::complete_vs_abort(&ctx, o.trials, 8).await;
+        ok &= report("complete vs abort", &abort, started.elapsed());
+        let prefix = format!("{}/", Stack::unique_name("load-race"));
+        let isolated = stack
+            .context_with(&[
+                ("PARTWISE_KEY_PREFIX", prefix.as_str()),
+                ("PARTWISE_GSI_SHARDS", "4"),
+            ])
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let sweep = races::complete_vs_sweep(&isolated, o.trials, 8).await;
+        ok &= report("complete vs sweep", &sweep, started.elapsed());
+    }
+    drop(server);
+    Ok(ok)
+}
+
+/// Prints a race's figures; true when no trial ended inconsistent.
+fn report(name: &str, r: &RaceReport, took: Duration) -> bool {
+    println!(
+        "race {name}: {} trials in {:.1} s: {} completed, {} aborted, {} inconsistent",
+        r.trials,
+        took.as_secs_f64(),
+        r.completed,
+        r.aborted,
+        r.inconsistent.len()
+    );
+    for e in r.inconsistent.iter().take(10) {
+        println!("  {e}");
+    }
+    r.inconsistent.is_empty()
+}
