@@ -33,6 +33,19 @@ pub enum Error {
     /// The route is not one of ours.
     #[error("{0}")]
     UnknownRoute(String),
+    /// A known path asked with a method none of its routes takes (TRACE, PUT...).
+    #[error("{message}")]
+    MethodNotAllowed {
+        message: String,
+        /// The `Allow` header: the methods the path takes.
+        allow: String,
+    },
+    /// The request line alone is over API Gateway's limit on request line and headers.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request line and headers together are over API Gateway's limit.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// Configuration is missing or invalid; found at start, never per request.
     #[error("configuration: {0}")]
     Config(String),
@@ -49,8 +62,11 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) | Error::UnknownRoute(_) => 404,
+            Error::MethodNotAllowed { .. } => 405,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
+            Error::UriTooLong(_) => 414,
+            Error::HeadersTooLarge(_) => 431,
             Error::Unprocessable(_) => 422,
             Error::Throttled(_) => 429,
             Error::Config(_) | Error::Internal(_) => 500,
@@ -65,6 +81,9 @@ impl Error {
             Error::Forbidden(_) => "Forbidden",
             Error::NotFound(_) => "NotFound",
             Error::UnknownRoute(_) => "UnknownRoute",
+            Error::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Error::UriTooLong(_) => "UriTooLong",
+            Error::HeadersTooLarge(_) => "HeadersTooLarge",
             Error::Conflict(_) => "Conflict",
             Error::TooLarge(_) => "TooLarge",
             Error::Unprocessable(_) => "Unprocessable",
@@ -83,6 +102,14 @@ impl Error {
             other => other.to_string(),
         };
         json!({ "error": { "code": self.code(), "message": message }, "message": message })
+    }
+
+    /// The `Allow` header a 405 carries.
+    pub fn allow(&self) -> Option<&str> {
+        match self {
+            Error::MethodNotAllowed { allow, .. } => Some(allow),
+            _ => None,
+        }
     }
 
     pub fn bad_request(m: impl Into<String>) -> Self {

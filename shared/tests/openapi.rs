@@ -702,6 +702,12 @@ fn every_error() -> Vec<Error> {
         Error::Unprocessable("not acceptable".into()),
         Error::Throttled("PutItem was throttled; retry later".into()),
         Error::UnknownRoute("no route".into()),
+        Error::MethodNotAllowed {
+            message: "/s3/multipart does not take TRACE; it takes GET, POST".into(),
+            allow: "GET, POST".into(),
+        },
+        Error::UriTooLong("the request line is longer than 10240 bytes".into()),
+        Error::HeadersTooLarge("the request line and headers are longer than 10240 bytes".into()),
         Error::Config("PARTWISE_BUCKET is required".into()),
         Error::Internal("secret detail".into()),
     ];
@@ -716,6 +722,9 @@ fn every_error() -> Vec<Error> {
             | Error::Unprocessable(_)
             | Error::Throttled(_)
             | Error::UnknownRoute(_)
+            | Error::MethodNotAllowed { .. }
+            | Error::UriTooLong(_)
+            | Error::HeadersTooLarge(_)
             | Error::Config(_)
             | Error::Internal(_) => {}
         }

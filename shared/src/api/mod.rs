@@ -31,10 +31,15 @@ pub async fn handle(
         .iter()
         .find(|r| r.function == function && r.is(route_key))
     else {
-        return response::error(&Error::UnknownRoute(format!(
-            "no route {route_key:?} in {}",
-            function.name()
-        )));
+        // As API Gateway would have answered the request: 405 with `Allow` for
+        // a known path (a TRACE, say), else 404.
+        let method = event.request_context.http.method.as_str();
+        let path = event.raw_path.as_deref().unwrap_or_default();
+        let err = match routes::resolve(method, path) {
+            Err(e) => e,
+            Ok(_) => Error::UnknownRoute(format!("no route {route_key:?} in {}", function.name())),
+        };
+        return response::error(&err);
     };
     // A grant route: the grant is the caller, resolved here once for every handler.
     let granted;
@@ -50,6 +55,9 @@ pub async fn handle(
         (ctx, &event)
     };
     let req = Request::new(event);
+    if let Err(e) = req.check_raw() {
+        return response::error(&e);
+    }
     let result = match route.operation {
         Operation::Create => initiate::create(ctx, &req).await,
         Operation::PostForm => initiate::post_form(ctx, &req).await,
