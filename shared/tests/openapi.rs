@@ -354,6 +354,12 @@ impl<'a> Schemas<'a> {
                         }
                     }
                 }
+                "pattern" => {
+                    // ECMA 262 regular expressions: jsonschema's, for this one keyword.
+                    if v.is_string() && !jsonschema::is_valid(&json!({ "pattern": rule }), v) {
+                        errs.push(format!("{at}: {v} does not match {rule}"));
+                    }
+                }
                 "minLength" | "maxLength" => {
                     if let Some(t) = v.as_str() {
                         let n = rule.as_u64().unwrap() as usize;
@@ -687,7 +693,7 @@ const MARKERS: &[(&str, &[u16])] = &[
 /// Documented on every route: 401 (API Gateway's authorizer in JWT mode, or
 /// the function without a caller identity), 429 (the
 /// handlers' AWS calls, or the route throttling) and 500.
-const ALWAYS: &[u16] = &[401, 429, 500];
+const ALWAYS: &[u16] = &[401, 414, 429, 431, 500];
 
 /// One of each error, through an exhaustive match so a new variant must be
 /// added here (and so to the spec).

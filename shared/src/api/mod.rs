@@ -55,7 +55,11 @@ pub async fn handle(
         (ctx, &event)
     };
     let req = Request::new(event);
-    if let Err(e) = req.check_raw() {
+    // The caller first, as API Gateway's authorizer runs before any function.
+    if let Err(e) = req
+        .owner(ctx.config.anonymous)
+        .and_then(|_| req.check_raw())
+    {
         return response::error(&e);
     }
     let result = match route.operation {

@@ -13,6 +13,20 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// pathological input before serde sees it.
 pub const MAX_JSON_DEPTH: usize = 32;
 
+/// Query parameters that may be left out but not sent empty: `limit=` or
+/// `state=` is a mistake, not a choice. (`type=` is fine: Uppy sends it for a
+/// file whose type the browser does not know; `filename=` gets its own 400.)
+const NOT_EMPTY: &[&str] = &[
+    "bytes",
+    "checksum",
+    "cursor",
+    "key",
+    "limit",
+    "partNumbers",
+    "size",
+    "state",
+];
+
 /// Owner of uploads made in anonymous mode.
 pub const ANONYMOUS_OWNER: &str = "anonymous";
 
@@ -63,7 +77,12 @@ impl<'a> Request<'a> {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        for (name, _) in form_urlencoded::parse(raw.as_bytes()) {
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            if value.is_empty() && NOT_EMPTY.contains(&name.as_ref()) {
+                return Err(Error::bad_request(format!(
+                    "query parameter {name:?} is empty; leave it out instead"
+                )));
+            }
             if !seen.insert(name.clone()) {
                 return Err(Error::bad_request(format!(
                     "query parameter {name:?} is given more than once"
