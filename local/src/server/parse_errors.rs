@@ -200,4 +200,32 @@ mod tests {
             assert_eq!(rewrite(answer.as_bytes()), None, "{answer}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever is written, the wrapper never panics, and what it writes
+        /// instead is one whole JSON error answer with the same status.
+        #[test]
+        fn any_write_passes_or_becomes_one_json_answer(
+            status in 100u16..600,
+            headers in proptest::collection::vec(("[a-z-]{1,12}", "[ -~]{0,20}"), 0..6),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            let mut answer = format!("HTTP/1.1 {status} X\r\n");
+            for (k, v) in &headers {
+                answer.push_str(&format!("{k}: {v}\r\n"));
+            }
+            answer.push_str("\r\n");
+            let mut bytes = answer.into_bytes();
+            bytes.extend_from_slice(&tail);
+            if let Some(out) = rewrite(&bytes) {
+                proptest::prop_assert!([400, 414, 431].contains(&status));
+                proptest::prop_assert!(tail.is_empty());
+                let (head, body) = split(&out);
+                proptest::prop_assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{}", head);
+                proptest::prop_assert!(body["error"]["code"].is_string());
+            }
+        }
+    }
 }
