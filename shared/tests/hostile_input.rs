@@ -1,7 +1,8 @@
 //! Hostile input through the handlers, against the real local stack: dot and
 //! invisible filenames, look-alike owners, lenient-looking bodies and part
 //! numbers, and calls without a caller. Each is refused with a clear 4xx, or
-//! gives a key S3 (and every URL parser on the way) takes as is.
+//! gives a key S3 (and every URL parser on the way) takes as is. Property
+//! tests do the same for every parser of client input, whole events included.
 
 mod common;
 
