@@ -3,8 +3,9 @@
 # under $PARTWISE_CACHE (default ~/.cache/partwise), one folder per version so
 # CI and later sessions reuse it. Prints nothing but progress; idempotent.
 #
-#   scripts/install-deps.sh [garage] [dynamodb] [tools] [awscli]
-#   (default: the first three; awscli only for scripts/bench-cli.sh)
+#   scripts/install-deps.sh [garage] [dynamodb] [tools] [awscli] [schemathesis]
+#   (default: the first three; awscli only for scripts/bench-cli.sh;
+#   schemathesis only for scripts/schemathesis.sh)
 set -euo pipefail
 
 CACHE="${PARTWISE_CACHE:-$HOME/.cache/partwise}"
@@ -17,6 +18,7 @@ CFN_LINT_SERVERLESS_VERSION=0.3.6
 CHECKOV_VERSION=3.3.30
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 AWSCLI_VERSION=1.46.2
+SCHEMATHESIS_VERSION=4.32.5
 
 mkdir -p "$CACHE"
 log() { echo "install-deps: $*" >&2; }
@@ -72,6 +74,7 @@ for w in "${what[@]}"; do
     dynamodb) install_dynamodb ;;
     tools) install_tools ;;
     awscli) venv "awscli-$AWSCLI_VERSION" "awscli==$AWSCLI_VERSION" ;;
+    schemathesis) venv "schemathesis-$SCHEMATHESIS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION" ;;
     *) echo "unknown component: $w" >&2; exit 2 ;;
   esac
 done

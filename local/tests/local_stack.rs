@@ -168,13 +168,18 @@ async fn server_behaves_like_api_gateway() {
     let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "UnknownRoute");
     assert!(body["message"].is_string());
-    // A known path with a method it does not serve is unknown too.
-    let r = http
-        .put(format!("{base}/s3/multipart"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    // A known path with a method it does not serve: 405 with `Allow`, in the JSON form.
+    for method in [reqwest::Method::PUT, reqwest::Method::TRACE] {
+        let r = http
+            .request(method.clone(), format!("{base}/s3/multipart"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(r.headers()["allow"], "GET, POST", "{method}");
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "MethodNotAllowed", "{method}");
+    }
 
     // Preflight: answered by the gateway, never by a handler.
     let r = http

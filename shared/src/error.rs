@@ -40,6 +40,19 @@ pub enum Error {
     /// The route is not one of ours.
     #[error("{0}")]
     UnknownRoute(String),
+    /// A known path asked with a method none of its routes takes (TRACE, PUT...).
+    #[error("{message}")]
+    MethodNotAllowed {
+        message: String,
+        /// The `Allow` header: the methods the path takes.
+        allow: String,
+    },
+    /// The request line alone is over API Gateway's limit on request line and headers.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request line and headers together are over API Gateway's limit.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// Configuration is missing or invalid; found at start, never per request.
     #[error("configuration: {0}")]
     Config(String),
@@ -56,8 +69,11 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) | Error::UnknownRoute(_) => 404,
+            Error::MethodNotAllowed { .. } => 405,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
+            Error::UriTooLong(_) => 414,
+            Error::HeadersTooLarge(_) => 431,
             Error::Unprocessable(_) => 422,
             Error::Throttled(_) => 429,
             Error::Unavailable(_) => 503,
@@ -73,6 +89,9 @@ impl Error {
             Error::Forbidden(_) => "Forbidden",
             Error::NotFound(_) => "NotFound",
             Error::UnknownRoute(_) => "UnknownRoute",
+            Error::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Error::UriTooLong(_) => "UriTooLong",
+            Error::HeadersTooLarge(_) => "HeadersTooLarge",
             Error::Conflict(_) => "Conflict",
             Error::TooLarge(_) => "TooLarge",
             Error::Unprocessable(_) => "Unprocessable",
@@ -98,6 +117,14 @@ impl Error {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Error::Throttled(_) | Error::Unavailable(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The `Allow` header a 405 carries.
+    pub fn allow(&self) -> Option<&str> {
+        match self {
+            Error::MethodNotAllowed { allow, .. } => Some(allow),
             _ => None,
         }
     }

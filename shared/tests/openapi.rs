@@ -354,6 +354,12 @@ impl<'a> Schemas<'a> {
                         }
                     }
                 }
+                "pattern" => {
+                    // ECMA 262 regular expressions: jsonschema's, for this one keyword.
+                    if v.is_string() && !jsonschema::is_valid(&json!({ "pattern": rule }), v) {
+                        errs.push(format!("{at}: {v} does not match {rule}"));
+                    }
+                }
                 "minLength" | "maxLength" => {
                     if let Some(t) = v.as_str() {
                         let n = rule.as_u64().unwrap() as usize;
@@ -690,8 +696,9 @@ const MARKERS: &[(&str, &[u16])] = &[
 /// Documented on every route: 401 (API Gateway's authorizer in JWT mode, or
 /// the function without a caller identity), 429 (the
 /// handlers' AWS calls, or the route throttling), 500 and 503 (the handlers'
-/// AWS calls failing after retries).
-const ALWAYS: &[u16] = &[401, 429, 500, 503];
+/// AWS calls failing after retries), 414 and 431 (API Gateway's request-line
+/// and header quotas).
+const ALWAYS: &[u16] = &[401, 414, 429, 431, 500, 503];
 
 /// One of each error, through an exhaustive match so a new variant must be
 /// added here (and so to the spec).
@@ -707,6 +714,12 @@ fn every_error() -> Vec<Error> {
         Error::Throttled("PutItem was throttled; retry later".into()),
         Error::Unavailable("PutItem is unavailable for the moment; retry later".into()),
         Error::UnknownRoute("no route".into()),
+        Error::MethodNotAllowed {
+            message: "/s3/multipart does not take TRACE; it takes GET, POST".into(),
+            allow: "GET, POST".into(),
+        },
+        Error::UriTooLong("the request line is longer than 10240 bytes".into()),
+        Error::HeadersTooLarge("the request line and headers are longer than 10240 bytes".into()),
         Error::Config("PARTWISE_BUCKET is required".into()),
         Error::Internal("secret detail".into()),
     ];
@@ -722,6 +735,9 @@ fn every_error() -> Vec<Error> {
             | Error::Throttled(_)
             | Error::Unavailable(_)
             | Error::UnknownRoute(_)
+            | Error::MethodNotAllowed { .. }
+            | Error::UriTooLong(_)
+            | Error::HeadersTooLarge(_)
             | Error::Config(_)
             | Error::Internal(_) => {}
         }

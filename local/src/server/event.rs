@@ -390,4 +390,25 @@ mod tests {
         assert_eq!(jwt.claims["sub"], "alice");
         assert_eq!(jwt.scopes, None);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any raw query string decodes without a panic, and a form-encoded
+        /// pair decodes back to what was encoded.
+        #[test]
+        fn query_strings_decode_and_round_trip(
+            raw in "[a-zA-Z0-9%+&=,\\[\\]\\x00-\\x1f\u{ff}-\u{10ffff}]{0,60}",
+            name in "[a-z]{1,8}",
+            value in proptest::prelude::any::<String>(),
+        ) {
+            let _ = query_parameters(&raw);
+            let encoded: String = value
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            let decoded = query_parameters(&format!("{name}={encoded}"));
+            proptest::prop_assert_eq!(decoded.get(&name), Some(&value));
+        }
+    }
 }

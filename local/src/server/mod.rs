@@ -17,6 +17,7 @@ mod auth;
 mod cors;
 mod event;
 mod page;
+mod parse_errors;
 mod response;
 
 pub use cors::Cors;
@@ -30,8 +31,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use partwise::api::routes::match_route;
-use response::{HttpResponse, internal_server_error, json_response};
+use partwise::api::routes::resolve;
+use response::{HttpResponse, error_response, internal_server_error, json_response};
 use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -43,6 +44,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// API Gateway HTTP APIs refuse request bodies over 10 MB.
 pub const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// API Gateway HTTP APIs refuse a request whose request line and header
+/// values add up to more than this ("Total combined size of request line and
+/// header values", a quota that cannot be raised).
+pub const MAX_HEAD_BYTES: usize = 10240;
 
 /// How the stand-in behaves.
 #[derive(Debug, Clone)]
@@ -174,7 +180,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
                             let shared = shared.clone();
                             async move { Ok::<_, Infallible>(respond(&shared, peer, req).await) }
                         });
-                        if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                        if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(parse_errors::JsonParseErrors::new(stream)), service).await {
                             tracing::debug!("connection from {peer}: {e}");
                         }
                     });
@@ -195,7 +201,9 @@ async fn respond(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> H
     let request_id = uuid::Uuid::new_v4().to_string();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let request_headers = req.headers().clone();
-    let mut answer = if method == Method::OPTIONS {
+    let mut answer = if let Err(err) = head_within_limit(&req) {
+        error_response(&err)
+    } else if method == Method::OPTIONS {
         let mut r = HttpResponse::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         shared
@@ -224,6 +232,26 @@ async fn respond(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> H
     answer
 }
 
+/// API Gateway's limit on the request line and header values together: 414
+/// when the request line alone is over it, else 431.
+fn head_within_limit(req: &Request<Incoming>) -> Result<(), partwise::Error> {
+    // `METHOD SP request-target SP HTTP/1.1`
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 10;
+    if line > MAX_HEAD_BYTES {
+        return Err(partwise::Error::UriTooLong(format!(
+            "the request line is {line} bytes, more than {MAX_HEAD_BYTES}"
+        )));
+    }
+    let values: usize = req.headers().values().map(HeaderValue::len).sum();
+    if line + values > MAX_HEAD_BYTES {
+        return Err(partwise::Error::HeadersTooLarge(format!(
+            "the request line and header values are {} bytes, more than {MAX_HEAD_BYTES}",
+            line + values
+        )));
+    }
+    Ok(())
+}
+
 /// What API Gateway does between the client and the Lambda.
 async fn route(
     shared: &Shared,
@@ -232,17 +260,20 @@ async fn route(
     req: Request<Incoming>,
 ) -> HttpResponse {
     let method = req.method().as_str().to_string();
-    let Some((route, path_parameters)) = match_route(&method, req.uri().path()) else {
-        let read = matches!(*req.method(), Method::GET | Method::HEAD);
-        if let Some(page) = shared.opts.page.as_ref().filter(|_| read) {
-            let head = *req.method() == Method::HEAD;
-            if let Some(answer) = page.serve(req.uri().path(), head).await {
-                return answer;
+    let (route, path_parameters) = match resolve(&method, req.uri().path()) {
+        Ok(found) => found,
+        Err(err) => {
+            // Paths no API route knows may be the upload page's files.
+            let read = matches!(*req.method(), Method::GET | Method::HEAD);
+            let page = shared.opts.page.as_ref();
+            if let (true, Some(page), partwise::Error::UnknownRoute(_)) = (read, page, &err) {
+                let head = *req.method() == Method::HEAD;
+                if let Some(answer) = page.serve(req.uri().path(), head).await {
+                    return answer;
+                }
             }
+            return error_response(&err);
         }
-        let err =
-            partwise::Error::UnknownRoute(format!("no route for {method} {}", req.uri().path()));
-        return json_response(StatusCode::NOT_FOUND, &err.body());
     };
     let claims = if shared.opts.dev_auth {
         match auth::claims(req.headers()) {

@@ -22,6 +22,17 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     r
 }
 
+/// The answer for an error the gateway itself refuses a request with, in the
+/// handlers' JSON shape (a 405 with its `Allow` header).
+pub(crate) fn error_response(err: &partwise::Error) -> HttpResponse {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_response(status, &err.body());
+    if let Some(v) = err.allow().and_then(|a| HeaderValue::from_str(a).ok()) {
+        r.headers_mut().insert(hyper::header::ALLOW, v);
+    }
+    r
+}
+
 /// What API Gateway answers when the Lambda fails or answers nonsense.
 pub(crate) fn internal_server_error() -> HttpResponse {
     json_response(

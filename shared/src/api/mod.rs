@@ -32,10 +32,15 @@ pub async fn handle(
         .iter()
         .find(|r| r.function == function && r.is(route_key))
     else {
-        return response::error(&Error::UnknownRoute(format!(
-            "no route {route_key:?} in {}",
-            function.name()
-        )));
+        // As API Gateway would have answered the request: 405 with `Allow` for
+        // a known path (a TRACE, say), else 404.
+        let method = event.request_context.http.method.as_str();
+        let path = event.raw_path.as_deref().unwrap_or_default();
+        let err = match routes::resolve(method, path) {
+            Err(e) => e,
+            Ok(_) => Error::UnknownRoute(format!("no route {route_key:?} in {}", function.name())),
+        };
+        return response::error(&err);
     };
     // A grant route: the grant is the caller, resolved here once for every handler.
     let granted;
@@ -51,6 +56,13 @@ pub async fn handle(
         (ctx, &event)
     };
     let req = Request::new(event);
+    // The caller first, as API Gateway's authorizer runs before any function.
+    if let Err(e) = req
+        .owner(ctx.config.anonymous)
+        .and_then(|_| req.check_raw())
+    {
+        return response::error(&e);
+    }
     let result = match route.operation {
         Operation::Create => initiate::create(ctx, &req).await,
         Operation::PostForm => initiate::post_form(ctx, &req).await,

@@ -13,6 +13,20 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// pathological input before serde sees it.
 pub const MAX_JSON_DEPTH: usize = 32;
 
+/// Query parameters that may be left out but not sent empty: `limit=` or
+/// `state=` is a mistake, not a choice. (`type=` is fine: Uppy sends it for a
+/// file whose type the browser does not know; `filename=` gets its own 400.)
+const NOT_EMPTY: &[&str] = &[
+    "bytes",
+    "checksum",
+    "cursor",
+    "key",
+    "limit",
+    "partNumbers",
+    "size",
+    "state",
+];
+
 /// Owner of uploads made in anonymous mode.
 pub const ANONYMOUS_OWNER: &str = "anonymous";
 
@@ -44,11 +58,54 @@ impl<'a> Request<'a> {
         Some(values.join(",")).filter(|v| !v.is_empty())
     }
 
+    /// Refuses what the typed accessors would read wrongly: a path or query
+    /// string whose `%XX` escapes are not UTF-8 (they would read as U+FFFD),
+    /// and a query string that names a parameter twice (`key=a&key=b`: API
+    /// Gateway joins the values with a comma, which no handler could tell from
+    /// one value holding a comma).
+    pub fn check_raw(&self) -> Result<()> {
+        let raw = self.event.raw_query_string.as_deref().unwrap_or_default();
+        let path = self.event.raw_path.as_deref().unwrap_or_default();
+        for (what, text) in [("path", path), ("query string", raw)] {
+            if percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .is_err()
+            {
+                return Err(Error::bad_request(format!(
+                    "the {what} is not UTF-8 once percent-decoded"
+                )));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            if value.is_empty() && NOT_EMPTY.contains(&name.as_ref()) {
+                return Err(Error::bad_request(format!(
+                    "query parameter {name:?} is empty; leave it out instead"
+                )));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(Error::bad_request(format!(
+                    "query parameter {name:?} is given more than once"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The raw body bytes, decoded from base64 when API Gateway encoded them.
     pub fn body_bytes(&self) -> Result<Vec<u8>> {
         let Some(body) = self.event.body.as_deref() else {
             return Ok(Vec::new());
         };
+        // Refused before any copy: base64 holds 3 bytes in every 4 characters.
+        let decoded_len = if self.event.is_base64_encoded {
+            body.len() / 4 * 3
+        } else {
+            body.len()
+        };
+        if decoded_len > MAX_BODY_BYTES + 3 {
+            return Err(too_large());
+        }
         let bytes = if self.event.is_base64_encoded {
             base64::engine::general_purpose::STANDARD
                 .decode(body)
@@ -57,9 +114,7 @@ impl<'a> Request<'a> {
             body.as_bytes().to_vec()
         };
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(Error::TooLarge(format!(
-                "request body is larger than {MAX_BODY_BYTES} bytes"
-            )));
+            return Err(too_large());
         }
         Ok(bytes)
     }
@@ -104,6 +159,12 @@ impl<'a> Request<'a> {
             )),
         }
     }
+}
+
+fn too_large() -> Error {
+    Error::TooLarge(format!(
+        "request body is larger than {MAX_BODY_BYTES} bytes"
+    ))
 }
 
 /// Whether arrays and objects in `json` nest deeper than `max`, brackets in
@@ -213,6 +274,40 @@ mod tests {
             Request::new(&e).json::<serde_json::Value>().unwrap(),
             json!({})
         );
+    }
+
+    #[test]
+    fn repeated_query_parameters_and_escapes_that_are_not_utf8_are_400() {
+        for raw in [
+            "key=a&key=b",
+            "key=a&k%65y=b",
+            "partNumbers=1&partNumbers=2",
+            "metadata%5Ba%5D=1&metadata[a]=2",
+        ] {
+            let e = event(json!({ "rawQueryString": raw }));
+            let err = Request::new(&e).check_raw().unwrap_err();
+            assert_eq!(err.status(), 400, "{raw}");
+            assert!(err.to_string().contains("more than once"), "{err}");
+        }
+        for raw in [
+            "",
+            "key=a&uploadId=b",
+            "key=a,b",
+            "metadata[a]=1&metadata[b]=2",
+            "filename=%C3%A9",
+        ] {
+            let e = event(json!({ "rawQueryString": raw }));
+            assert!(Request::new(&e).check_raw().is_ok(), "{raw}");
+        }
+        for (path, raw) in [
+            ("/s3/multipart/%FF", ""),
+            ("/s3/params", "filename=%FF"),
+            ("/s3/params", "filename=%C3"),
+        ] {
+            let e = event(json!({ "rawPath": path, "rawQueryString": raw }));
+            let err = Request::new(&e).check_raw().unwrap_err();
+            assert!(err.to_string().contains("not UTF-8"), "{path}?{raw}: {err}");
+        }
     }
 
     #[derive(serde::Deserialize, Debug)]

@@ -22,7 +22,7 @@ pub fn json(status: u16, body: &impl Serialize) -> ApiGatewayV2httpResponse {
     r
 }
 
-/// The answer for an error; the retryable ones (429, 503) carry `Retry-After`.
+/// The answer for an error; the retryable ones (429, 503) carry `Retry-After`, 405 `Allow`.
 pub fn error(e: &Error) -> ApiGatewayV2httpResponse {
     if e.status() >= 500 {
         tracing::error!(error = %e, "request failed");
@@ -33,6 +33,9 @@ pub fn error(e: &Error) -> ApiGatewayV2httpResponse {
     if let Some(secs) = e.retry_after() {
         r.headers
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(v) = e.allow().and_then(|a| HeaderValue::from_str(a).ok()) {
+        r.headers.insert(header::ALLOW, v);
     }
     r
 }

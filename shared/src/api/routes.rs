@@ -3,6 +3,8 @@
 //! `template.yaml`, `openapi.yaml` and the local server all follow this table;
 //! tests check that they agree with it.
 
+use crate::error::Error;
+
 /// One Lambda function of the HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Function {
@@ -209,36 +211,76 @@ pub type PathParams = Vec<(&'static str, String)>;
 /// The route API Gateway would select for `method` and `path`: literal segments
 /// win over `{param}` segments, as in API Gateway. Returns the path parameters too.
 pub fn match_route(method: &str, path: &str) -> Option<(&'static Route, PathParams)> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let segments = segments(path);
     let mut best: Option<(usize, &'static Route, PathParams)> = None;
     for r in ROUTES
         .iter()
         .filter(|r| r.method.eq_ignore_ascii_case(method))
     {
-        let pattern: Vec<&str> = r.path.split('/').collect();
-        if pattern.len() != segments.len() {
-            continue;
-        }
-        let mut literals = 0;
-        let mut params = Vec::new();
-        let matched = pattern.iter().zip(&segments).all(|(p, s)| {
-            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                Some(name) if !s.is_empty() => {
-                    params.push((name, percent_decode(s)));
-                    true
-                }
-                Some(_) => false,
-                None => {
-                    literals += 1;
-                    p == s
-                }
-            }
-        });
-        if matched && best.as_ref().is_none_or(|(l, _, _)| literals > *l) {
+        if let Some((literals, params)) = match_path(r, &segments)
+            && best.as_ref().is_none_or(|(l, _, _)| literals > *l)
+        {
             best = Some((literals, r, params));
         }
     }
     best.map(|(_, r, p)| (r, p))
+}
+
+/// The methods some route serves `path` with, sorted; empty for an unknown path.
+/// `OPTIONS` is not among them: CORS preflights are the gateway's, not a route's.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments = segments(path);
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|r| match_path(r, &segments).is_some())
+        .map(|r| r.method)
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+/// [`match_route`], or the error for a request no route serves: 405 with the
+/// allowed methods for a known path (TRACE, PUT, ...), else 404.
+pub fn resolve(method: &str, path: &str) -> Result<(&'static Route, PathParams), Error> {
+    if let Some(found) = match_route(method, path) {
+        return Ok(found);
+    }
+    let allowed = allowed_methods(path);
+    if allowed.is_empty() {
+        return Err(Error::UnknownRoute(format!("no route for {method} {path}")));
+    }
+    Err(Error::MethodNotAllowed {
+        message: format!(
+            "{path} does not take {method}; it takes {}",
+            allowed.join(", ")
+        ),
+        allow: allowed.join(", "),
+    })
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_end_matches('/').split('/').collect()
+}
+
+/// Whether `route`'s path template matches `segments`: the number of literal
+/// segments matched (more is a better match) and the decoded parameters.
+fn match_path(route: &Route, segments: &[&str]) -> Option<(usize, PathParams)> {
+    let pattern: Vec<&str> = route.path.split('/').collect();
+    if pattern.len() != segments.len() {
+        return None;
+    }
+    let mut literals = 0;
+    let mut params = Vec::new();
+    for (p, s) in pattern.iter().zip(segments) {
+        match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if !s.is_empty() => params.push((name, percent_decode(s))),
+            Some(_) => return None,
+            None if p == s => literals += 1,
+            None => return None,
+        }
+    }
+    Some((literals, params))
 }
 
 /// Decodes `%XX` escapes as API Gateway does for path parameters.
@@ -321,5 +363,38 @@ mod tests {
         assert!(match_route("PUT", "/s3/multipart").is_none());
         assert!(match_route("GET", "/s3/other").is_none());
         assert!(match_route("GET", "/s3/multipart//1").is_none());
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_405_with_allow() {
+        for (method, path, allow) in [
+            ("TRACE", "/s3/multipart", "GET, POST"),
+            ("PUT", "/s3/multipart", "GET, POST"),
+            ("TRACE", "/s3/multipart/abc", "DELETE, GET"),
+            ("PATCH", "/s3/multipart/abc/batch", "GET, POST"),
+            ("POST", "/s3/multipart/abc/7", "GET"),
+            ("GET", "/grants", "POST"),
+            ("TRACE", "/g/x/s3/multipart/u", "DELETE, GET"),
+            // `complete` is a part number to the GET route, as on API Gateway.
+            ("PUT", "/s3/multipart/u/complete", "GET, POST"),
+        ] {
+            let err = resolve(method, path).unwrap_err();
+            assert_eq!(
+                (err.status(), err.code()),
+                (405, "MethodNotAllowed"),
+                "{method} {path}"
+            );
+            assert_eq!(err.allow(), Some(allow), "{method} {path}");
+            assert!(err.to_string().contains(method), "{err}");
+        }
+        let err = resolve("TRACE", "/s3/other").unwrap_err();
+        assert_eq!((err.status(), err.allow()), (404, None));
+        assert_eq!(
+            resolve("get", "/s3/multipart/a/status")
+                .unwrap()
+                .0
+                .operation,
+            Operation::Status
+        );
     }
 }

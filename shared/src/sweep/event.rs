@@ -168,3 +168,66 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    /// JSON values of every kind, nested a little.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "\\PC{0,30}".prop_map(Value::from),
+            Just(json!("2026-09-21T00:00:00Z")),
+            Just(json!("uploads/x/")),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("max_age_secs".to_string()),
+                        Just("older_than".to_string()),
+                        Just("dry_run".to_string()),
+                        Just("prefix".to_string()),
+                        Just("limit".to_string()),
+                        Just("source".to_string()),
+                        "[a-z_]{1,12}",
+                    ],
+                    inner,
+                    0..5,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any sweep payload is read or refused with a 400, and what is read
+        /// sweeps only under the configured prefix, in the past, with a limit.
+        #[test]
+        fn any_payload_is_read_within_bounds_or_a_400(event in any_json()) {
+            let config = Config::from_lookup(|k| match k {
+                "PARTWISE_BUCKET" | "PARTWISE_TABLE" => Some("x".into()),
+                _ => None,
+            })
+            .unwrap();
+            let now = 1_790_000_000_000;
+            match parse(&event, &config, now) {
+                Ok(r) => {
+                    prop_assert!(r.prefix.starts_with(&config.key_prefix), "{event}: {r:?}");
+                    prop_assert!(r.cutoff_ms <= now, "{event}: {r:?}");
+                    prop_assert!(r.limit.is_none_or(|l| l > 0), "{event}: {r:?}");
+                }
+                Err(e) => prop_assert_eq!(e.status(), 400, "{}: {}", event, e),
+            }
+        }
+    }
+}
