@@ -553,7 +553,7 @@ async fn garage_accepts_part_urls_for_awkward_keys_both_addressings_and_tokens()
     let body = bytes(1000, 7);
     let crc = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
-        crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &body).to_be_bytes()[4..].to_vec(),
+        &crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &body).to_be_bytes()[4..],
     );
     let id = uuid::Uuid::new_v4().simple().to_string();
     let keys = [
