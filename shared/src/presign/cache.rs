@@ -26,11 +26,11 @@ pub struct KeyCache {
     current: RwLock<Option<Current>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Current {
     key: Arc<SigningKey>,
-    /// `YYYYMMDD` the key is for.
-    date: String,
+    /// The UTC day the key is for, in days since the Unix epoch.
+    day: u64,
     /// When to ask the provider again.
     recheck_at: SystemTime,
 }
@@ -52,12 +52,20 @@ impl KeyCache {
     /// The key to sign with at `now`: for `now`'s UTC day, from credentials
     /// that are live. Errors if the provider has none, or only expired ones.
     pub async fn key_at(&self, now: SystemTime) -> Result<Arc<SigningKey>> {
-        let date = &amz_date(now)[..8];
-        let held = self.current.read().expect("key cache lock").clone();
+        let day = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
+        // Held credentials still good for `now`'s day, or for signing again.
+        let held = match self.current.read().expect("key cache lock").as_ref() {
+            Some(c) if now < c.recheck_at && c.day == day => return Ok(c.key.clone()),
+            Some(c) => Some((c.key.clone(), c.recheck_at)),
+            None => None,
+        };
         let (creds, recheck_at) = match &held {
-            Some(c) if now < c.recheck_at && c.date == date => return Ok(c.key.clone()),
             // A new day under the same credentials: only the key changes.
-            Some(c) if now < c.recheck_at => (c.key.credentials().clone(), c.recheck_at),
+            Some((key, recheck_at)) if now < *recheck_at => {
+                (key.credentials().clone(), *recheck_at)
+            }
             _ => {
                 let creds = self.fetch().await?;
                 let recheck_at = recheck_time(creds.expiry(), now);
@@ -69,13 +77,14 @@ impl KeyCache {
                 "the credentials provider gave credentials that have expired",
             ));
         }
+        let date = &amz_date(now)[..8];
         let key = match held {
-            Some(c) if c.key.is_for(&creds, date) => c.key,
+            Some((key, _)) if key.is_for(&creds, date) => key,
             _ => Arc::new(SigningKey::derive(&creds, date, &self.region, self.service)),
         };
         *self.current.write().expect("key cache lock") = Some(Current {
             key: key.clone(),
-            date: date.to_string(),
+            day,
             recheck_at,
         });
         Ok(key)
