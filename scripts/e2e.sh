@@ -84,6 +84,8 @@ if [ -z "${E2E_API:-}" ]; then
   # --- 3. the API and its stack ----------------------------------------------
   # Port 0: the server binds a free port itself and prints it, so no race.
   # A grant signing key of its own, for e2e/grants.test.mjs.
+  # Created before the server starts: the loop below may read it first.
+  : >"$work/api.out"
   PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" \
     "$bin" serve --anonymous --no-dev-auth --port 0 >"$work/api.out" 2>"$work/api.log" &
   api_pid=$!

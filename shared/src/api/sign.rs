@@ -5,6 +5,7 @@
 use super::{Request, owned_upload, response};
 use crate::error::{Error, Result};
 use crate::model::{Status, Upload};
+use crate::presign::PartRequest;
 use crate::storage::PartChecksum;
 use crate::{Context, validate};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
@@ -24,7 +25,9 @@ async fn active_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
 }
 
 /// Part `n`'s URL, with the checksum the client gave for it (checked against
-/// the upload's algorithm) signed in.
+/// the upload's algorithm) and, when the upload declared its size, the
+/// part's size from the plan signed in: S3 refuses a part of any other size,
+/// so no part can carry more than the declared file.
 async fn sign_part(
     ctx: &Context,
     upload: &Upload,
@@ -33,14 +36,23 @@ async fn sign_part(
 ) -> Result<crate::presign::SignedUrl> {
     let checksum = part_checksum(upload, given)?;
     ctx.presigner
-        .part_with_checksum(
-            &upload.key,
-            &upload.upload_id,
-            n,
+        .upload_part(
+            &PartRequest {
+                key: &upload.key,
+                upload_id: &upload.upload_id,
+                part_number: n,
+                checksum: checksum.as_ref(),
+                content_length: part_len(upload, n),
+            },
             ctx.config.url_expiry,
-            checksum.as_ref(),
         )
         .await
+}
+
+/// Part `n`'s size under the upload's plan, if it declared its size.
+fn part_len(upload: &Upload, n: u32) -> Option<u64> {
+    let (size, plan) = (upload.size?, upload.plan?);
+    (n >= 1 && n <= plan.part_count).then(|| plan.part_len(size, n))
 }
 
 /// A part's checksum as the client gave it, checked against the upload's
@@ -91,10 +103,7 @@ pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
     )?;
     let mut urls = Map::with_capacity(numbers.len());
     for n in numbers {
-        let signed = ctx
-            .presigner
-            .part(&upload.key, &upload.upload_id, n, ctx.config.url_expiry)
-            .await?;
+        let signed = sign_part(ctx, &upload, n, None).await?;
         urls.insert(n.to_string(), json!(signed.url));
     }
     Ok(response::json(

@@ -1,0 +1,253 @@
+//! Presigning: part-upload URLs (SigV4 query signing with a cached key),
+//! single PUTs (through the SDK) and browser POST forms (signed policies).
+//!
+//! Part URLs are signed by hand. A 50 GB upload asks for 10,000 of them, and
+//! the SDK's `presigned()` runs its whole request pipeline for each (endpoint
+//! resolution, interceptors, key derivation: tens of µs), while `aws-sigv4`
+//! derives the signing key again for every request. No crate presigns with a
+//! key derived once per day and builds UploadPart's canonical request
+//! directly; `shared/tests/presign.rs` holds the output byte for byte to
+//! `aws-sigv4`'s and to the SDK's for the same inputs.
+
+mod cache;
+mod canonical;
+mod encode;
+mod key;
+mod part;
+mod post;
+
+pub use cache::KeyCache;
+pub use key::SigningKey;
+pub use part::{Endpoint, PartRequest, presign as presign_part};
+pub use post::{PolicyInput, sign_post_policy};
+
+use crate::error::{Error, Result};
+use crate::storage::PartChecksum;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::OnceCell;
+
+/// A presigned URL and when it stops working.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedUrl {
+    pub url: String,
+    /// Seconds the URL stays valid.
+    pub expires: u64,
+    /// Headers signed into the URL, which the request must carry exactly (a
+    /// part's `x-amz-checksum-*`, an object's `content-type`). Absent when
+    /// none: Uppy's plain part URLs are unchanged. A part's signed
+    /// `content-length` is not listed: every client sets it from the body.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The headers a presigned request must be sent with, except `host` (the URL's own).
+fn signed_headers(req: &aws_sdk_s3::presigning::PresignedRequest) -> BTreeMap<String, String> {
+    req.headers()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect()
+}
+
+/// A presigned POST form: the browser posts `fields` plus `file` to `url`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostForm {
+    pub method: &'static str,
+    pub url: String,
+    pub fields: BTreeMap<String, String>,
+    pub expires: u64,
+}
+
+/// Signs for one bucket with the Lambda's own credentials.
+#[derive(Clone, Debug)]
+pub struct Presigner {
+    client: Client,
+    bucket: String,
+    region: String,
+    credentials: Option<SharedCredentialsProvider>,
+    /// The bucket's URL as the SDK addresses it (path- or virtual-host style).
+    endpoint: Arc<OnceCell<Endpoint>>,
+    /// Part URLs' signing key, shared by every clone.
+    keys: Arc<KeyCache>,
+}
+
+impl Presigner {
+    pub fn new(client: Client, bucket: impl Into<String>, sdk: &aws_config::SdkConfig) -> Self {
+        let region = sdk
+            .region()
+            .map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
+        let credentials = sdk.credentials_provider();
+        Presigner {
+            client,
+            bucket: bucket.into(),
+            keys: Arc::new(KeyCache::new(credentials.clone(), &region, "s3")),
+            region,
+            credentials,
+            endpoint: Default::default(),
+        }
+    }
+
+    fn config(expiry: Duration) -> Result<PresigningConfig> {
+        PresigningConfig::expires_in(expiry).map_err(Error::internal)
+    }
+
+    /// A URL to PUT part `part_number` of an upload.
+    pub async fn part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        expiry: Duration,
+    ) -> Result<SignedUrl> {
+        self.part_with_checksum(key, upload_id, part_number, expiry, None)
+            .await
+    }
+
+    /// A URL to PUT part `part_number` of an upload. With `checksum`, its
+    /// `x-amz-checksum-*` header is signed in: S3 refuses the PUT without it,
+    /// and refuses bytes whose checksum differs.
+    pub async fn part_with_checksum(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        expiry: Duration,
+        checksum: Option<&PartChecksum>,
+    ) -> Result<SignedUrl> {
+        self.upload_part(
+            &PartRequest {
+                key,
+                upload_id,
+                part_number,
+                checksum,
+                content_length: None,
+            },
+            expiry,
+        )
+        .await
+    }
+
+    /// A URL to PUT one part, with its checksum and its size signed in when
+    /// `part` has them.
+    pub async fn upload_part(&self, part: &PartRequest<'_>, expiry: Duration) -> Result<SignedUrl> {
+        let now = SystemTime::now();
+        let key = self.keys.key_at(now).await?;
+        presign_part(self.endpoint().await?, &key, now, expiry, part)
+    }
+
+    /// A URL to PUT a whole object of `content_type` at `key` in one request
+    /// (for an empty file, which a multipart upload cannot carry).
+    pub async fn put_object(
+        &self,
+        key: &str,
+        content_type: &str,
+        expiry: Duration,
+    ) -> Result<SignedUrl> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(Self::config(expiry)?)
+            .await
+            .map_err(|e| Error::internal(format!("presigning PutObject: {e}")))?;
+        Ok(SignedUrl {
+            url: req.uri().to_string(),
+            expires: expiry.as_secs(),
+            headers: signed_headers(&req),
+        })
+    }
+
+    /// The object's URL (path segments escaped as S3 does), the same base the
+    /// POST forms use: one `location` shape for every upload, on AWS and on
+    /// a local stack alike (S3's own `Location` names a virtual host there).
+    pub async fn object_url(&self, key: &str) -> Result<String> {
+        let base = self.endpoint().await?.base();
+        let mut url = String::with_capacity(base.len() + key.len());
+        url.push_str(base);
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                url.push(b as char);
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+        Ok(url)
+    }
+
+    /// The bucket's base URL, learned once from the SDK's own endpoint resolution
+    /// so part URLs and POST forms go where the SDK would send requests.
+    async fn endpoint(&self) -> Result<&Endpoint> {
+        self.endpoint
+            .get_or_try_init(|| async {
+                let probe = "partwise-probe";
+                let req = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(probe)
+                    .presigned(Self::config(Duration::from_secs(60))?)
+                    .await
+                    .map_err(|e| Error::internal(format!("presigning PutObject: {e}")))?;
+                let uri = req.uri();
+                let base = uri.split('?').next().unwrap_or(uri);
+                let base = base.strip_suffix(probe).ok_or_else(|| {
+                    Error::internal(format!("unexpected presigned URL shape: {base}"))
+                })?;
+                Endpoint::parse(base)
+            })
+            .await
+    }
+
+    /// A POST form that lets a browser upload exactly `key`, of `content_type`,
+    /// at most `max_size` bytes, within `expiry`.
+    pub async fn post_form(
+        &self,
+        key: &str,
+        content_type: &str,
+        max_size: u64,
+        expiry: Duration,
+        metadata: &crate::metadata::Metadata,
+    ) -> Result<PostForm> {
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| Error::internal("no AWS credentials to sign with"))?;
+        let creds = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::internal(format!("loading credentials: {e}")))?;
+        let now = SystemTime::now();
+        let url = self
+            .endpoint()
+            .await?
+            .base()
+            .trim_end_matches('/')
+            .to_string();
+        let form = sign_post_policy(&PolicyInput {
+            bucket: &self.bucket,
+            key,
+            content_type,
+            max_size,
+            expiry,
+            now,
+            region: &self.region,
+            access_key: creds.access_key_id(),
+            secret_key: creds.secret_access_key(),
+            session_token: creds.session_token(),
+            metadata,
+        })?;
+        Ok(PostForm {
+            method: "POST",
+            url,
+            fields: form,
+            expires: expiry.as_secs(),
+        })
+    }
+}
