@@ -8,7 +8,8 @@
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
 //! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
-//! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring.
+//! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring;
+//! - [`sdk`]: the SDK configuration, loaded once per cold start.
 
 pub mod api;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod notify;
 pub mod plan;
 pub mod presign;
 pub mod runtime;
+pub mod sdk;
 pub mod storage;
 pub mod store;
 pub mod sweep;
@@ -44,7 +46,7 @@ impl Context {
     /// `PARTWISE_GRANT_SECRET_ARN` names one (once, at cold start).
     pub async fn from_env() -> Result<Self> {
         let mut config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = sdk::load(&sdk::Tuning::default()).await;
         if let Some(arn) = &config.grant_secret_arn {
             config.grant_keys = Some(grants::read_secret(&sdk, arn).await?);
         }

@@ -51,7 +51,7 @@ impl Notifier {
 
     pub async fn from_env() -> crate::Result<Self> {
         let config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = crate::sdk::load(&crate::sdk::Tuning::default()).await;
         Ok(Self::new(&config, &sdk))
     }
 }
