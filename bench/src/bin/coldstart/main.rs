@@ -60,12 +60,24 @@ struct Args {
     /// Only these binaries (comma list; hello-lambda always runs).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also run an earlier build of a function, as `BINARY=PATH` (e.g.
+    /// `sign-part=/tmp/sign-part-main`), deployed the same way, for a
+    /// before/after comparison in the same rounds.
+    #[arg(long, value_parser = parse_before)]
+    before: Vec<(String, PathBuf)>,
+}
+
+fn parse_before(s: &str) -> Result<(String, PathBuf), String> {
+    let (binary, path) = s.split_once('=').ok_or("expected BINARY=PATH")?;
+    Ok((binary.to_string(), PathBuf::from(path)))
 }
 
 /// One configuration started again and again.
 struct Variant {
     label: String,
+    /// Which function it is (its events, its check).
     binary: String,
+    path: PathBuf,
     memory_mb: u64,
     vars: BTreeMap<String, String>,
     /// The baseline, or a function as deployed, or with its key read removed.
@@ -77,6 +89,8 @@ enum Kind {
     Baseline,
     Deployed,
     NoKeySecret,
+    /// An earlier build, deployed the same way.
+    Before,
 }
 
 #[tokio::main]
@@ -97,13 +111,12 @@ async fn main() -> Result<(), String> {
     .await
     .map_err(|e| format!("Secrets Manager stand-in: {e}"))?;
 
-    let variants = variants(&stack, &args.only)?;
+    let variants = variants(&stack, &args.only, &bin_dir, &args.before)?;
     for v in &variants {
-        let path = bin_dir.join(&v.binary);
-        if !path.is_file() {
+        if !v.path.is_file() {
             return Err(format!(
-                "{} is missing: build the release binaries first (see `coldstart --help`'s source)",
-                path.display()
+                "{} is missing: build the release binaries first (see this file's top comment)",
+                v.path.display()
             ));
         }
     }
@@ -121,7 +134,7 @@ async fn main() -> Result<(), String> {
     for round in 0..args.runs {
         for i in (0..variants.len()).map(|i| (i + round) % variants.len()) {
             let v = &variants[i];
-            let s = run_once(v, &bin_dir, &stack, &extra, &ctx, &shared).await?;
+            let s = run_once(v, &stack, &extra, &ctx, &shared).await?;
             samples[i].push(s);
         }
     }
@@ -136,7 +149,8 @@ async fn main() -> Result<(), String> {
             binary: v.binary.clone(),
             baseline: v.kind == Kind::Baseline,
             reads_key: v.kind == Kind::Deployed && v.vars.contains_key("PARTWISE_GRANT_SECRET_ARN"),
-            size: std::fs::metadata(bin_dir.join(&v.binary)).map_or(0, |m| m.len()),
+            no_key: v.kind == Kind::NoKeySecret,
+            size: std::fs::metadata(&v.path).map_or(0, |m| m.len()),
             samples: s,
         })
         .collect();
@@ -163,8 +177,14 @@ fn default_bin_dir() -> PathBuf {
     target.join("release")
 }
 
-/// The baseline, every function as deployed, and each key-reading function without its key.
-fn variants(stack: &Stack, only: &[String]) -> Result<Vec<Variant>, String> {
+/// The baseline, every function as deployed, each key-reading function
+/// without its key, and any earlier builds asked for.
+fn variants(
+    stack: &Stack,
+    only: &[String],
+    bin_dir: &Path,
+    before: &[(String, PathBuf)],
+) -> Result<Vec<Variant>, String> {
     let resources = BTreeMap::from([
         ("UploadsBucket", stack.bucket().to_string()),
         ("UploadsTable", stack.table().to_string()),
@@ -173,12 +193,24 @@ fn variants(stack: &Stack, only: &[String]) -> Result<Vec<Variant>, String> {
     let mut out = vec![Variant {
         label: "hello-lambda".into(),
         binary: "hello-lambda".into(),
+        path: bin_dir.join("hello-lambda"),
         memory_mb: 256,
         vars: BTreeMap::new(),
         kind: Kind::Baseline,
     }];
     let mut without_key = vec![];
+    let mut earlier = vec![];
     for f in lambda_env::functions(&resources)? {
+        for (_, path) in before.iter().filter(|(b, _)| *b == f.binary) {
+            earlier.push(Variant {
+                label: format!("{} (before)", f.binary),
+                binary: f.binary.clone(),
+                path: path.clone(),
+                memory_mb: f.memory_mb,
+                vars: f.vars.clone(),
+                kind: Kind::Before,
+            });
+        }
         if !only.is_empty() && !only.contains(&f.binary) {
             continue;
         }
@@ -188,6 +220,7 @@ fn variants(stack: &Stack, only: &[String]) -> Result<Vec<Variant>, String> {
             without_key.push(Variant {
                 label: format!("{} (no key secret)", f.binary),
                 binary: f.binary.clone(),
+                path: bin_dir.join(&f.binary),
                 memory_mb: f.memory_mb,
                 vars,
                 kind: Kind::NoKeySecret,
@@ -195,6 +228,7 @@ fn variants(stack: &Stack, only: &[String]) -> Result<Vec<Variant>, String> {
         }
         out.push(Variant {
             label: f.binary.clone(),
+            path: bin_dir.join(&f.binary),
             binary: f.binary,
             memory_mb: f.memory_mb,
             vars: f.vars,
@@ -202,13 +236,13 @@ fn variants(stack: &Stack, only: &[String]) -> Result<Vec<Variant>, String> {
         });
     }
     out.extend(without_key);
+    out.extend(earlier);
     Ok(out)
 }
 
 /// One cold start: exec, wait for the first poll, hand over two events.
 async fn run_once(
     v: &Variant,
-    bin_dir: &Path,
     stack: &Stack,
     extra: &BTreeMap<String, String>,
     ctx: &partwise::Context,
@@ -226,7 +260,7 @@ async fn run_once(
         stack,
         extra,
     );
-    let mut cmd = tokio::process::Command::new(bin_dir.join(&v.binary));
+    let mut cmd = tokio::process::Command::new(&v.path);
     cmd.env_clear()
         .envs(&env)
         .stdin(Stdio::null())

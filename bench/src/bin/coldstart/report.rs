@@ -17,7 +17,10 @@ pub struct Row {
     pub label: String,
     pub binary: String,
     pub baseline: bool,
+    /// As deployed, reading the grant keys at init.
     pub reads_key: bool,
+    /// The same function with no key secret to read.
+    pub no_key: bool,
     pub size: u64,
     pub samples: Vec<Sample>,
 }
@@ -105,10 +108,7 @@ pub fn render(rows: &[Row], runs: usize, latency_ms: u64, keys_read: u64, reject
     );
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for with in rows.iter().filter(|r| r.reads_key) {
-        let Some(without) = rows
-            .iter()
-            .find(|r| r.binary == with.binary && !r.reads_key && !r.baseline)
-        else {
+        let Some(without) = rows.iter().find(|r| r.binary == with.binary && r.no_key) else {
             continue;
         };
         let (a, b) = (with.init().1, without.init().1);
