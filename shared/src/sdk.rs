@@ -15,6 +15,16 @@
 //!
 //! Everything else (per-service endpoints such as `AWS_ENDPOINT_URL_S3`,
 //! retries, timeouts, behaviour version) is the SDK's standard loader.
+//!
+//! No connection is opened during init (no warm-up DescribeTable, HEAD bucket
+//! or DNS pre-resolution). On an on-demand cold start Lambda runs init and the
+//! first invoke back to back while the caller waits, so a connection opened
+//! in init is paid there instead of in the first invoke: the caller's wait is
+//! the same, every init pays it even when no event follows soon, and a probe
+//! call needs IAM rights the functions do not otherwise have. `coldstart`
+//! measures the most it could move: the first invoke minus a warm one on the
+//! same instance (see the README). It would pay off only where init runs
+//! before the request exists (provisioned concurrency, proactive init).
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
