@@ -5,9 +5,6 @@
 //! (`FailedEntryCount` and a per-entry `ErrorCode`), as EventBridge does
 //! under throttling or an internal failure.
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -19,13 +16,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-
-/// How far a request's `X-Amz-Date` may be from now, as on AWS.
-const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// One entry EventBridge would have accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,7 +192,13 @@ async fn respond(state: &State, req: Request<Incoming>) -> Answer {
             "unreadable body",
         );
     };
-    if let Err(why) = verify(state, &parts, &body) {
+    let signer = crate::sigv4::Signer {
+        access_key: &state.access_key,
+        secret_key: &state.secret_key,
+        region: &state.region,
+        service: "events",
+    };
+    if let Err(why) = signer.verify(&parts, &body) {
         *lock(&state.rejected_requests) += 1;
         return error(StatusCode::FORBIDDEN, "InvalidSignatureException", &why);
     }
@@ -275,91 +274,4 @@ async fn respond(state: &State, req: Request<Incoming>) -> Answer {
         StatusCode::OK,
         json!({"FailedEntryCount": failed, "Entries": results}),
     )
-}
-
-/// Recomputes the request's SigV4 signature from the known secret over the
-/// headers it says it signed, and compares.
-fn verify(state: &State, parts: &hyper::http::request::Parts, body: &[u8]) -> Result<(), String> {
-    let auth = parts
-        .headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no Authorization header")?;
-    let rest = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or("not AWS4-HMAC-SHA256")?;
-    let field = |name: &str| {
-        rest.split(',')
-            .map(str::trim)
-            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .ok_or(format!("no {name}"))
-    };
-    let credential = field("Credential")?;
-    let signed_headers = field("SignedHeaders")?;
-    let signature = field("Signature")?;
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [key, _date, region, service, "aws4_request"] = scope[..] else {
-        return Err(format!("malformed credential scope {credential}"));
-    };
-    if key != state.access_key {
-        return Err(format!("unknown access key {key}"));
-    }
-    if region != state.region || service != "events" {
-        return Err(format!("signed for {region}/{service}"));
-    }
-    let amz_date = parts
-        .headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no X-Amz-Date")?;
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let when: SystemTime = time::PrimitiveDateTime::parse(amz_date, format)
-        .map_err(|e| format!("X-Amz-Date {amz_date:?}: {e}"))?
-        .assume_utc()
-        .into();
-    let skew = when
-        .duration_since(SystemTime::now())
-        .or_else(|e| Ok::<_, String>(e.duration()))?;
-    if skew > MAX_SKEW {
-        return Err("X-Amz-Date too far from now".into());
-    }
-    let mut headers = vec![];
-    for name in signed_headers.split(';') {
-        let value = parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(format!("signed header {name} is missing"))?;
-        headers.push((name, value));
-    }
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let identity =
-        Credentials::new(&state.access_key, &state.secret_key, None, None, "receiver").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&state.region)
-        .name("events")
-        .time(when)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let signable = SignableRequest::new(
-        parts.method.as_str(),
-        uri,
-        headers.into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| e.to_string())?;
-    let (_, expected) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    if expected != signature {
-        return Err("the signature does not match".into());
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@
 //! - [`template`]: `template.yaml`, read so local and cloud cannot drift apart;
 //! - [`runtime_api`]: a Lambda Runtime API, to run a function's real binary as Lambda does;
 //! - [`events`]: the table's stream fed to `notify`; [`eventbridge`]: a PutEvents receiver on loopback;
+//! - [`secrets`]: a GetSecretValue stand-in on loopback (grant keys), SigV4-checked as [`eventbridge`];
 //! - [`backlog`]: seed stale uploads, and count what a sweep left;
 //! - [`faults`]: a seeded fault-injecting proxy in front of Garage or DynamoDB Local;
 //! - [`calls`]: handler calls in process, as API Gateway makes them; [`races`]: race trials.
@@ -18,11 +19,13 @@ pub mod events;
 pub mod faults;
 pub mod races;
 pub mod runtime_api;
+pub mod secrets;
 pub mod server;
 pub mod stack;
 pub mod template;
 
 mod process;
+mod sigv4;
 
 pub use server::{Cors, Page, ServerHandle, ServerOptions, spawn};
 pub use stack::{Stack, StackError, StackPlan};

@@ -18,9 +18,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 const PREFIX: &str = "/2018-06-01/runtime";
@@ -47,10 +47,11 @@ struct Invocation {
     payload: Value,
 }
 
-#[derive(Default)]
 struct Shared {
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_error: Mutex<Option<Value>>,
+    /// When the first `GET …/invocation/next` arrived: the end of init.
+    first_next: watch::Sender<Option<Instant>>,
 }
 
 /// A running Runtime API. Dropping it stops serving.
@@ -68,7 +69,11 @@ impl RuntimeApi {
         let addr = listener.local_addr()?;
         let (queue, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            waiting: Mutex::default(),
+            init_error: Mutex::default(),
+            first_next: watch::Sender::new(None),
+        });
         let state = shared.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -133,6 +138,18 @@ impl RuntimeApi {
         answer
     }
 
+    /// When the function first asked for an event (its init ended), waiting
+    /// for it at most `wait`. The instant is taken as the request arrives,
+    /// before the long poll blocks, so it measures the function, not the queue.
+    pub async fn ready(&self, wait: Duration) -> Option<Instant> {
+        let mut rx = self.shared.first_next.subscribe();
+        let at = tokio::time::timeout(wait, rx.wait_for(Option::is_some))
+            .await
+            .ok()?
+            .ok()?;
+        *at
+    }
+
     /// What the function posted to `/init/error`, if it failed to start.
     pub fn init_error(&self) -> Option<Value> {
         lock(&self.shared.init_error).clone()
@@ -166,6 +183,10 @@ async fn serve(
         return Ok(reply(StatusCode::NOT_FOUND, ""));
     };
     if method == Method::GET && rest == "/invocation/next" {
+        let now = Instant::now();
+        shared
+            .first_next
+            .send_if_modified(|at| at.is_none() && at.replace(now).is_none());
         // Long poll, as Lambda's: one invocation at a time per caller.
         let Some(inv) = queue.lock().await.recv().await else {
             return Ok(reply(StatusCode::GONE, ""));

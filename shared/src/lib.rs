@@ -10,7 +10,7 @@
 //! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
 //! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring;
 //! - [`crashpoint`]: where crash tests kill the process (feature `crash-points`);
-//! - [`timeouts`]: the SDK clients' timeouts and retries.
+//! - [`sdk`]: the SDK configuration, loaded once per cold start; [`timeouts`]: its timeouts and retries.
 
 pub mod api;
 pub mod config;
@@ -25,6 +25,7 @@ pub mod notify;
 pub mod plan;
 pub mod presign;
 pub mod runtime;
+pub mod sdk;
 pub mod storage;
 pub mod store;
 pub mod sweep;
@@ -48,11 +49,7 @@ impl Context {
     /// `PARTWISE_GRANT_SECRET_ARN` names one (once, at cold start).
     pub async fn from_env() -> Result<Self> {
         let mut config = Config::from_env()?;
-        let sdk = aws_config::from_env()
-            .timeout_config(timeouts::sdk_timeouts())
-            .retry_config(timeouts::sdk_retries())
-            .load()
-            .await;
+        let sdk = sdk::load(&sdk::Tuning::lambda()).await;
         if let Some(arn) = &config.grant_secret_arn {
             config.grant_keys = Some(grants::read_secret(&sdk, arn).await?);
         }

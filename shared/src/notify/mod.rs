@@ -51,11 +51,7 @@ impl Notifier {
 
     pub async fn from_env() -> crate::Result<Self> {
         let config = Config::from_env()?;
-        let sdk = aws_config::from_env()
-            .timeout_config(crate::timeouts::sdk_timeouts())
-            .retry_config(crate::timeouts::sdk_retries())
-            .load()
-            .await;
+        let sdk = crate::sdk::load(&crate::sdk::Tuning::lambda()).await;
         Ok(Self::new(&config, &sdk))
     }
 }

@@ -1,0 +1,189 @@
+//! A Secrets Manager stand-in on loopback: answers `GetSecretValue` for the
+//! secrets it holds, as Secrets Manager does (JSON 1.1 protocol), after
+//! checking the request's SigV4 signature against the known credentials (a
+//! bad one gets 400 `InvalidSignatureException`, like the service). There is
+//! no Secrets Manager in the local stack; this is the one call Partwise makes.
+
+use crate::sigv4::Signer;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+struct State {
+    access_key: String,
+    secret_key: String,
+    region: String,
+    /// Secret ARN → its string.
+    secrets: HashMap<String, String>,
+    /// Added before each answer, to stand for a real network round trip.
+    latency: Duration,
+    served: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A running stand-in; stops when dropped.
+pub struct SecretsManager {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SecretsManager {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SecretsManager {
+    /// Listens on a free loopback port, holding `secrets` (ARN → value) and
+    /// accepting requests signed with this key for `region`; each answer is
+    /// held back `latency` first.
+    pub async fn start(
+        access_key: &str,
+        secret_key: &str,
+        region: &str,
+        secrets: HashMap<String, String>,
+        latency: Duration,
+    ) -> std::io::Result<SecretsManager> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            region: region.into(),
+            secrets,
+            latency,
+            served: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(respond(&state, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(SecretsManager { addr, state, task })
+    }
+
+    /// For a stack: its test credentials and region.
+    pub async fn for_stack(
+        secrets: HashMap<String, String>,
+        latency: Duration,
+    ) -> std::io::Result<SecretsManager> {
+        use crate::stack::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+        Self::start(ACCESS_KEY_ID, SECRET_ACCESS_KEY, REGION, secrets, latency).await
+    }
+
+    /// The endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `GetSecretValue` calls answered with a secret so far.
+    pub fn served(&self) -> u64 {
+        self.state.served.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused for their signature so far.
+    pub fn rejected(&self) -> u64 {
+        self.state.rejected.load(Ordering::Relaxed)
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    answer(status, json!({"__type": code, "message": message}))
+}
+
+async fn respond(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "unreadable body",
+        );
+    };
+    tokio::time::sleep(state.latency).await;
+    let signer = Signer {
+        access_key: &state.access_key,
+        secret_key: &state.secret_key,
+        region: &state.region,
+        service: "secretsmanager",
+    };
+    if let Err(why) = signer.verify(&parts, &body) {
+        state.rejected.fetch_add(1, Ordering::Relaxed);
+        return error(StatusCode::BAD_REQUEST, "InvalidSignatureException", &why);
+    }
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    if target != Some("secretsmanager.GetSecretValue") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "only GetSecretValue is served here",
+        );
+    }
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["SecretId"].as_str().map(str::to_string));
+    let Some(id) = id else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "SecretId is required",
+        );
+    };
+    let Some(value) = state.secrets.get(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret.",
+        );
+    };
+    state.served.fetch_add(1, Ordering::Relaxed);
+    let name = id.rsplit(':').next().unwrap_or(&id);
+    answer(
+        StatusCode::OK,
+        json!({
+            "ARN": id,
+            "Name": name,
+            "SecretString": value,
+            "VersionId": "00000000-0000-0000-0000-000000000001",
+            "VersionStages": ["AWSCURRENT"],
+            "CreatedDate": 1.7e9,
+        }),
+    )
+}
