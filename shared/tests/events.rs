@@ -705,12 +705,19 @@ async fn api_samples_succeed_against_the_local_stack() {
             }
             Operation::SignPart => {
                 let who = owner.clone().expect("owner");
-                let (up, _, _) = start(ctx, &who).await;
+                let (up, size, plan) = start(ctx, &who).await;
                 let event = to_event(name, &retarget(name, &raw, &up));
                 let (status, body) = invoke(ctx, name, event).await;
                 assert_eq!(status, 200, "{name}: {body}");
                 assert_eq!(body["expires"], json!(expiry), "{name}");
-                let (put_status, etag) = put(body["url"].as_str().unwrap(), bytes(1024, 1)).await;
+                // The upload declared its size, so the URL signs the part's planned length.
+                let n: u32 = raw["pathParameters"]["partNumber"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let len = plan.part_len(size, n) as usize;
+                let (put_status, etag) = put(body["url"].as_str().unwrap(), bytes(len, 1)).await;
                 assert_eq!(put_status, 200, "{name}: PUT to the signed URL");
                 let held = ctx
                     .storage
@@ -733,7 +740,7 @@ async fn api_samples_succeed_against_the_local_stack() {
             }
             Operation::SignBatch => {
                 let who = owner.clone().expect("owner");
-                let (up, _, _) = start(ctx, &who).await;
+                let (up, size, plan) = start(ctx, &who).await;
                 let event = to_event(name, &retarget(name, &raw, &up));
                 let (status, body) = invoke(ctx, name, event).await;
                 assert_eq!(status, 200, "{name}: {body}");
@@ -753,9 +760,11 @@ async fn api_samples_succeed_against_the_local_stack() {
                     expected,
                     "{name}"
                 );
-                for url in urls.values() {
+                // Each URL signs its part's planned length (the upload declared its size).
+                for (n, url) in urls {
+                    let len = plan.part_len(size, n.parse().unwrap()) as usize;
                     assert_eq!(
-                        put(url.as_str().unwrap(), bytes(512, 2)).await.0,
+                        put(url.as_str().unwrap(), bytes(len, 2)).await.0,
                         200,
                         "{name}"
                     );
@@ -771,14 +780,15 @@ async fn api_samples_succeed_against_the_local_stack() {
             }
             Operation::ListParts => {
                 let who = owner.clone().expect("owner");
-                let (up, _, _) = start(ctx, &who).await;
-                let etag = upload_part(ctx, &who, &up, 1, bytes(1024, 3)).await;
+                let (up, size, plan) = start(ctx, &who).await;
+                let len = plan.part_len(size, 1) as usize;
+                let etag = upload_part(ctx, &who, &up, 1, bytes(len, 3)).await;
                 let event = to_event(name, &retarget(name, &raw, &up));
                 let (status, body) = invoke(ctx, name, event).await;
                 assert_eq!(status, 200, "{name}: {body}");
                 assert_eq!(
                     body,
-                    json!([{"PartNumber": 1, "ETag": etag, "Size": 1024}]),
+                    json!([{"PartNumber": 1, "ETag": etag, "Size": len}]),
                     "{name}"
                 );
                 clean_up(ctx, Some(&who), &up).await;
@@ -786,7 +796,8 @@ async fn api_samples_succeed_against_the_local_stack() {
             Operation::Status => {
                 let who = owner.clone().expect("owner");
                 let (up, size, plan) = start(ctx, &who).await;
-                upload_part(ctx, &who, &up, 1, bytes(1024, 4)).await;
+                let len = plan.part_len(size, 1) as usize;
+                upload_part(ctx, &who, &up, 1, bytes(len, 4)).await;
                 let event = to_event(name, &retarget(name, &raw, &up));
                 let (status, body) = invoke(ctx, name, event).await;
                 assert_eq!(status, 200, "{name}: {body}");
@@ -801,7 +812,7 @@ async fn api_samples_succeed_against_the_local_stack() {
                 );
                 assert_eq!(
                     body["uploaded"],
-                    json!({"parts": 1, "bytes": 1024}),
+                    json!({"parts": 1, "bytes": len}),
                     "{name}"
                 );
                 assert!(
@@ -854,8 +865,9 @@ async fn api_samples_succeed_against_the_local_stack() {
             }
             Operation::ListUploads => {
                 let who = owner.clone().expect("owner");
-                let (older, _, _) = start(ctx, &who).await;
-                upload_part(ctx, &who, &older, 1, bytes(1024, 8)).await;
+                let (older, size, plan) = start(ctx, &who).await;
+                let len = plan.part_len(size, 1);
+                upload_part(ctx, &who, &older, 1, bytes(len as usize, 8)).await;
                 let (newer, _, _) = start(ctx, &who).await;
                 let (status, body) = invoke(ctx, name, sample).await;
                 assert_eq!(status, 200, "{name}: {body}");
@@ -887,7 +899,7 @@ async fn api_samples_succeed_against_the_local_stack() {
                     );
                     assert_eq!(u["state"], "ACTIVE", "{name}: state=live");
                 }
-                assert_eq!(listed[position(&older.upload_id)]["bytesHeld"], 1024);
+                assert_eq!(listed[position(&older.upload_id)]["bytesHeld"], len);
                 assert_eq!(listed[position(&newer.upload_id)]["bytesHeld"], 0);
                 clean_up(ctx, Some(&who), &older).await;
                 clean_up(ctx, Some(&who), &newer).await;
@@ -955,8 +967,9 @@ async fn api_samples_succeed_against_the_local_stack() {
             }
             Operation::Abort => {
                 let who = owner.clone().expect("owner");
-                let (up, _, _) = start(ctx, &who).await;
-                upload_part(ctx, &who, &up, 1, bytes(1024, 5)).await;
+                let (up, size, plan) = start(ctx, &who).await;
+                let len = plan.part_len(size, 1) as usize;
+                upload_part(ctx, &who, &up, 1, bytes(len, 5)).await;
                 let event = to_event(name, &retarget(name, &raw, &up));
                 let (status, body) = invoke(ctx, name, event).await;
                 assert_eq!(status, 200, "{name}: {body}");
