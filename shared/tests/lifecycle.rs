@@ -799,7 +799,7 @@ async fn a_complete_retried_after_s3_completed_unrecorded_returns_the_result_at_
         (Status::Completed, Some(11))
     );
 
-    // A completion in progress (claimed, nothing in S3 yet) is still a 409.
+    // A completion in progress (claimed, nothing in S3 yet): retry shortly (503).
     let busy = create(&ctx, &alice, json!({"filename": "busy.txt"})).await;
     upload_part(&ctx, &alice, &busy, 1, b"x".to_vec()).await;
     ctx.store
@@ -812,6 +812,6 @@ async fn a_complete_retried_after_s3_completed_unrecorded_returns_the_result_at_
         .json(json!({}))
         .send(&ctx)
         .await;
-    assert_eq!(status, 409);
+    assert_eq!(status, 503);
     assert!(s3_upload_exists(&ctx, &busy).await);
 }
