@@ -174,9 +174,10 @@ async fn a_url_that_expires_on_the_way_is_signed_again() {
         .filter(|p| p.part == 2)
         .map(|p| p.status)
         .collect();
-    // S3 answers an expired URL 403; Garage 400 "Date is too old".
+    // S3 answers an expired URL 403; Garage 400 "Date is too old", or, when the
+    // URL signs Content-Length, closes the connection unanswered (0).
     assert!(
-        matches!(part2[..], [400 | 403, 200]),
+        matches!(part2[..], [0 | 400 | 403, 200]),
         "refused as expired, then sent with a fresh URL: {part2:?}"
     );
     let key = run.lines()[0]["key"].as_str().unwrap().to_string();

@@ -490,10 +490,11 @@ async fn a_complete_killed_after_its_claim_before_s3_can_be_retried_or_aborted_a
         assert_eq!(scene.ctx.storage.head(&m.key).await.unwrap(), None);
     }
 
-    // Within the lease the claim may belong to a live call: refused, untouched.
+    // Within the lease the claim may belong to a live call: a complete is told
+    // to retry shortly (503), an abort is refused (409), and nothing changes.
     let (api, url) = scene.api(None).await;
     let client = client.at(&url);
-    assert_eq!(client.complete(&retried).await.unwrap().0, 409);
+    assert_eq!(client.complete(&retried).await.unwrap().0, 503);
     assert_eq!(client.abort(&abandoned).await.unwrap().0, 409);
     assert_eq!(scene.item(&retried.id).await.status, Status::Completing);
 

@@ -151,7 +151,22 @@ impl Proxy {
             }
             rb = rb.header(k.as_str(), v.as_bytes());
         }
-        let resp = rb.send().await.map_err(|e| e.to_string())?;
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // The server closed the connection without an answer (Garage
+                // refuses an expired URL that signs Content-Length before it
+                // reads the body): seen, with status 0.
+                if let (true, Some(n)) = (is_put, part) {
+                    self.state
+                        .puts
+                        .lock()
+                        .unwrap()
+                        .push(PutSeen { part: n, status: 0 });
+                }
+                return Err(e.to_string());
+            }
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
