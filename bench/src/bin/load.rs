@@ -30,43 +30,41 @@ struct Options {
     part_bytes: usize,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let usage =
-        "usage: load [--clients 200] [--duration SECONDS (60)] [--trials 1000] [--part-bytes 1024]";
-    let mut o = Options {
-        clients: 200,
-        duration: Duration::from_secs(60),
-        trials: 1000,
-        part_bytes: 1024,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut number = || -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{flag} needs a value\n{usage}"))?;
-            v.parse()
-                .map_err(|_| format!("{flag}: {v:?} is not a whole number"))
-        };
-        match flag.as_str() {
-            "--clients" => o.clients = number()?.clamp(1, 2000) as usize,
-            "--duration" => o.duration = Duration::from_secs(number()?.clamp(1, 3600)),
-            "--trials" => o.trials = number()?.min(100_000) as usize,
-            "--part-bytes" => o.part_bytes = number()?.clamp(1, 5 << 20) as usize,
-            _ => return Err(usage.into()),
+/// The command line (clap); out-of-range values are clamped into [`Options`].
+#[derive(clap::Parser)]
+#[command(
+    name = "load",
+    about = "The local server under many clients, then the races"
+)]
+struct Args {
+    /// Concurrent clients (1-2000).
+    #[arg(long, default_value_t = 200)]
+    clients: u64,
+    /// Seconds of load (1-3600).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Trials of each race afterwards (0 skips them).
+    #[arg(long, default_value_t = 1000)]
+    trials: u64,
+    /// Bytes per uploaded part (1 to 5 MiB).
+    #[arg(long, default_value_t = 1024)]
+    part_bytes: u64,
+}
+
+impl From<Args> for Options {
+    fn from(a: Args) -> Self {
+        Options {
+            clients: a.clients.clamp(1, 2000) as usize,
+            duration: Duration::from_secs(a.duration.clamp(1, 3600)),
+            trials: a.trials.min(100_000) as usize,
+            part_bytes: a.part_bytes.clamp(1, 5 << 20) as usize,
         }
     }
-    Ok(o)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = Options::from(<Args as clap::Parser>::parse());
     match run(o).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

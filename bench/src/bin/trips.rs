@@ -25,38 +25,30 @@ struct Options {
     delay: Duration,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let usage = "usage: trips [--samples 30] [--delay-ms 20]";
-    let mut o = Options {
-        samples: 30,
-        delay: Duration::from_millis(20),
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut number = || -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{flag} needs a value\n{usage}"))?;
-            v.parse()
-                .map_err(|_| format!("{flag}: {v:?} is not a whole number"))
-        };
-        match flag.as_str() {
-            "--samples" => o.samples = number()?.clamp(1, 10_000) as usize,
-            "--delay-ms" => o.delay = Duration::from_millis(number()?.min(10_000)),
-            _ => return Err(usage.into()),
+/// The command line (clap); out-of-range values are clamped into [`Options`].
+#[derive(clap::Parser)]
+#[command(name = "trips", about = "Round trips and latency per route")]
+struct Args {
+    /// Samples per route (1-10000).
+    #[arg(long, default_value_t = 30)]
+    samples: u64,
+    /// Delay the proxy adds to every request to S3 and DynamoDB, in ms (at most 10000).
+    #[arg(long, default_value_t = 20)]
+    delay_ms: u64,
+}
+
+impl From<Args> for Options {
+    fn from(a: Args) -> Self {
+        Options {
+            samples: a.samples.clamp(1, 10_000) as usize,
+            delay: Duration::from_millis(a.delay_ms.min(10_000)),
         }
     }
-    Ok(o)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = Options::from(<Args as clap::Parser>::parse());
     match run(o).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
