@@ -542,7 +542,9 @@ async fn child_sweep(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match partwise::sweep::handle(&ctx, event, None).await {
+    // Boxed, as in `partwise::runtime`: inlined, the sweep's future overflows
+    // the compiler's layout recursion limit.
+    match Box::pin(partwise::sweep::handle(&ctx, event, None)).await {
         Ok(summary) => {
             let tracked_per_sec =
                 summary.aborted as f64 / (summary.tracked_ms.max(1) as f64 / 1000.0);

@@ -85,6 +85,7 @@ fn context(stack: &Stack, prefix: &str, s3: &FaultProxy, dynamodb: &FaultProxy) 
         ),
         storage: storage::Storage::new(s3_client, &config.bucket),
         presigner: presign::Presigner::new(stack.s3().clone(), &config.bucket, &sdk),
+        grant_keys: partwise::grants::KeySource::new(None, None, &sdk),
         config,
     }
 }

@@ -74,7 +74,8 @@ pub struct Config {
     pub event_source: String,
     /// `PARTWISE_GRANT_KEYS` (none): `current[,previous]` upload-grant signing
     /// keys. On AWS they come from the secret `PARTWISE_GRANT_SECRET_ARN`
-    /// names instead (read in [`crate::Context::from_env`]). None: no grants.
+    /// names instead (read at the first grant call, [`crate::grants::KeySource`]).
+    /// None: no grants.
     pub grant_keys: Option<GrantKeys>,
     /// `PARTWISE_GRANT_SECRET_ARN` (none): the Secrets Manager secret holding
     /// the grant keys, as `PARTWISE_GRANT_KEYS` would; it wins over that.

@@ -15,7 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -135,7 +137,10 @@ impl GrantKeys {
 /// The keys held in the Secrets Manager secret `arn` (`current[,previous]`).
 /// Errors name the secret, never its value.
 pub async fn read_secret(sdk: &aws_config::SdkConfig, arn: &str) -> Result<GrantKeys> {
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    fetch(&aws_sdk_secretsmanager::Client::new(sdk), arn).await
+}
+
+async fn fetch(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<GrantKeys> {
     let out = client
         .get_secret_value()
         .secret_id(arn)
@@ -146,6 +151,61 @@ pub async fn read_secret(sdk: &aws_config::SdkConfig, arn: &str) -> Result<Grant
         .secret_string()
         .ok_or_else(|| Error::Config(format!("grant key secret {arn} holds no string")))?;
     GrantKeys::parse(value)
+}
+
+/// Where an instance's grant keys come from: given in the environment, or
+/// read from their secret at the instance's first grant call and kept.
+///
+/// Not at cold start: the read was the largest part of an API function's
+/// init (about 7 ms on loopback, a network round trip on AWS), and most
+/// calls carry a JWT and never need the keys. A failed read is not kept, so
+/// the next grant call tries again. Clones share the keys once read.
+#[derive(Clone, Debug)]
+pub struct KeySource(Arc<Source>);
+
+#[derive(Debug)]
+enum Source {
+    Off,
+    Given(GrantKeys),
+    Secret {
+        client: aws_sdk_secretsmanager::Client,
+        arn: String,
+        keys: OnceCell<GrantKeys>,
+    },
+}
+
+impl KeySource {
+    /// The secret `secret_arn`, when set, wins over keys `given` in the environment.
+    pub fn new(
+        given: Option<GrantKeys>,
+        secret_arn: Option<&str>,
+        sdk: &aws_config::SdkConfig,
+    ) -> Self {
+        KeySource(Arc::new(match (secret_arn, given) {
+            (Some(arn), _) => Source::Secret {
+                client: aws_sdk_secretsmanager::Client::new(sdk),
+                arn: arn.to_string(),
+                keys: OnceCell::new(),
+            },
+            (None, Some(keys)) => Source::Given(keys),
+            (None, None) => Source::Off,
+        }))
+    }
+
+    /// The keys, reading the secret if this is the first call that needs
+    /// them; `None` when grants are not enabled.
+    pub async fn keys(&self) -> Result<Option<&GrantKeys>> {
+        match &*self.0 {
+            Source::Off => Ok(None),
+            Source::Given(keys) => Ok(Some(keys)),
+            // Boxed: the SDK call's future, nested into every handler's, is
+            // deep enough to overflow the compiler's layout recursion limit.
+            Source::Secret { client, arn, keys } => keys
+                .get_or_try_init(|| Box::pin(fetch(client, arn)))
+                .await
+                .map(Some),
+        }
+    }
 }
 
 /// What a caller may ask of `POST /grants`; every field narrows the default.

@@ -41,18 +41,17 @@ pub struct Context {
     pub store: store::Store,
     pub storage: storage::Storage,
     pub presigner: presign::Presigner,
+    /// The grant signing keys, read when a grant route first needs them.
+    pub grant_keys: grants::KeySource,
 }
 
 impl Context {
     /// Reads the configuration and the SDKs' standard settings from the
-    /// environment, and the grant signing keys from their secret when
-    /// `PARTWISE_GRANT_SECRET_ARN` names one (once, at cold start).
+    /// environment. No network call: the grant keys' secret is read at the
+    /// first grant call (see [`grants::KeySource`]).
     pub async fn from_env() -> Result<Self> {
-        let mut config = Config::from_env()?;
+        let config = Config::from_env()?;
         let sdk = sdk::load(&sdk::Tuning::lambda()).await;
-        if let Some(arn) = &config.grant_secret_arn {
-            config.grant_keys = Some(grants::read_secret(&sdk, arn).await?);
-        }
         Ok(Self::new(config, &sdk))
     }
 
@@ -65,6 +64,11 @@ impl Context {
         );
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         Context {
+            grant_keys: grants::KeySource::new(
+                config.grant_keys.clone(),
+                config.grant_secret_arn.as_deref(),
+                sdk,
+            ),
             store: store::Store::new(dynamodb, &config.table, config.gsi_shards, config.retention),
             storage: storage::Storage::new(s3.clone(), &config.bucket),
             presigner: presign::Presigner::new(s3, &config.bucket, sdk),

@@ -16,9 +16,9 @@ use serde_json::json;
 pub async fn issue(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let owner = req.owner(ctx.config.anonymous)?;
     let keys = ctx
-        .config
         .grant_keys
-        .as_ref()
+        .keys()
+        .await?
         .ok_or_else(|| Error::Forbidden("upload grants are not enabled on this API".into()))?;
     let body: GrantRequest = req.json()?;
     let claims = body.claims(&owner, now_secs(), ctx.config.max_upload_size, |t| {
@@ -47,12 +47,12 @@ pub async fn issue(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
 /// exactly as a JWT `sub` would (any other identity on the request is
 /// dropped), and its limits narrow the configuration. A bad grant is a 401
 /// before any handler, S3 or DynamoDB call.
-pub(super) fn resolve(
+pub(super) async fn resolve(
     ctx: &Context,
     event: &ApiGatewayV2httpRequest,
 ) -> Result<(Context, ApiGatewayV2httpRequest)> {
     let keys =
-        ctx.config.grant_keys.as_ref().ok_or_else(|| {
+        ctx.grant_keys.keys().await?.ok_or_else(|| {
             Error::Unauthorized("upload grants are not enabled on this API".into())
         })?;
     let grant = event
@@ -87,6 +87,7 @@ fn narrowed(ctx: &Context, claims: &Claims) -> Context {
         store: ctx.store.clone(),
         storage: ctx.storage.clone(),
         presigner: ctx.presigner.clone(),
+        grant_keys: ctx.grant_keys.clone(),
     }
 }
 

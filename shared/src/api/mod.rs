@@ -45,7 +45,7 @@ pub async fn handle(
     // A grant route: the grant is the caller, resolved here once for every handler.
     let granted;
     let (ctx, event) = if route.is_granted() {
-        match grant::resolve(ctx, &event) {
+        match grant::resolve(ctx, &event).await {
             Ok(resolved) => {
                 granted = resolved;
                 (&granted.0, &granted.1)

@@ -11,6 +11,7 @@ const SIGN_PART: &str = include_str!("../../../../events/sign-part.json");
 const LIST_PARTS: &str = include_str!("../../../../events/list-parts.json");
 const COMPLETE: &str = include_str!("../../../../events/complete.json");
 const ABORT: &str = include_str!("../../../../events/abort.json");
+const ISSUE_GRANT: &str = include_str!("../../../../events/issue-grant.json");
 const SWEEP: &str = include_str!("../../../../events/sweep-manual.json");
 const NOTIFY: &str = include_str!("../../../../events/notify.json");
 
@@ -116,6 +117,11 @@ pub async fn first_event(binary: &str, ctx: &Context, shared: &Upload) -> Result
         "notify" => sample(NOTIFY),
         other => return Err(format!("no first event for {other}")),
     })
+}
+
+/// `POST /grants` (served by `initiate`): the one call that needs the grant keys.
+pub fn issue_grant() -> Value {
+    sample(ISSUE_GRANT)
 }
 
 /// Whether `answer` is a success for `binary`, or what was wrong.

@@ -18,10 +18,13 @@
 //! - warm invoke: a second event to the same instance, for comparison.
 //!
 //! The baseline is `hello-lambda` (only `lambda_runtime`, same release
-//! profile), run in the same rounds. The five API functions run twice: as
-//! deployed (reading the grant keys from Secrets Manager at init) and with
-//! no key secret, so the difference is what reading the key costs. The order
-//! rotates every round, so no binary always follows another.
+//! profile), run in the same rounds. The API functions read their grant keys
+//! from Secrets Manager at the first call that needs them, not at init, so
+//! `initiate` also runs twice with a grant issued at its first call: keys
+//! from the secret (read then) and keys in the environment, so the difference
+//! is what the read costs. Every read the stand-in serves is counted: one per
+//! such start, none at any init. The order rotates every round, so no binary
+//! always follows another.
 
 mod events;
 mod lambda_env;
@@ -41,6 +44,9 @@ use std::time::{Duration, Instant};
 /// The grant key secret's ARN, as the stand-in knows it.
 const SECRET_ARN: &str =
     "arn:aws:secretsmanager:us-east-1:000000000000:secret:partwise-grant-keys-AbCdEf";
+/// The grant signing keys (current,previous), in the stand-in's secret or the environment.
+const GRANT_KEYS: &str =
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk,ppppppppppppppppppppppppppppppppppppppppppp";
 /// How long a start or an invocation may take before the run is called failed.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -80,7 +86,7 @@ struct Variant {
     path: PathBuf,
     memory_mb: u64,
     vars: BTreeMap<String, String>,
-    /// The baseline, or a function as deployed, or with its key read removed.
+    /// The baseline, or a function as deployed, or a grant at its first call.
     kind: Kind,
 }
 
@@ -88,9 +94,12 @@ struct Variant {
 enum Kind {
     Baseline,
     Deployed,
-    NoKeySecret,
     /// An earlier build, deployed the same way.
     Before,
+    /// Deployed, its first call issuing a grant: the keys' secret is read then.
+    GrantKeysFromSecret,
+    /// The same first call, the keys given in the environment: no read.
+    GrantKeysGiven,
 }
 
 #[tokio::main]
@@ -103,9 +112,8 @@ async fn main() -> Result<(), String> {
     let receiver = Receiver::for_stack()
         .await
         .map_err(|e| format!("EventBridge receiver: {e}"))?;
-    let keys = format!("{},{}", "k".repeat(43), "p".repeat(43));
     let secrets = SecretsManager::for_stack(
-        HashMap::from([(SECRET_ARN.to_string(), keys)]),
+        HashMap::from([(SECRET_ARN.to_string(), GRANT_KEYS.to_string())]),
         Duration::from_millis(args.secret_latency_ms),
     )
     .await
@@ -148,8 +156,11 @@ async fn main() -> Result<(), String> {
             label: v.label.clone(),
             binary: v.binary.clone(),
             baseline: v.kind == Kind::Baseline,
-            reads_key: v.kind == Kind::Deployed && v.vars.contains_key("PARTWISE_GRANT_SECRET_ARN"),
-            no_key: v.kind == Kind::NoKeySecret,
+            grant: match v.kind {
+                Kind::GrantKeysFromSecret => Some(report::GrantKeys::FromSecret),
+                Kind::GrantKeysGiven => Some(report::GrantKeys::Given),
+                _ => None,
+            },
             size: std::fs::metadata(&v.path).map_or(0, |m| m.len()),
             samples: s,
         })
@@ -167,6 +178,18 @@ async fn main() -> Result<(), String> {
     if rejected > 0 {
         return Err(format!("{rejected} GetSecretValue requests were refused"));
     }
+    // One read per start whose first call needed the keys, and none at init.
+    let expected = variants
+        .iter()
+        .filter(|v| v.kind == Kind::GrantKeysFromSecret)
+        .count()
+        * args.runs;
+    if keys_read != expected as u64 {
+        return Err(format!(
+            "the grant keys' secret was read {keys_read} times; expected {expected} \
+             (once per start whose first call issues a grant, never at init)"
+        ));
+    }
     Ok(())
 }
 
@@ -177,8 +200,8 @@ fn default_bin_dir() -> PathBuf {
     target.join("release")
 }
 
-/// The baseline, every function as deployed, each key-reading function
-/// without its key, and any earlier builds asked for.
+/// The baseline, every function as deployed, `initiate` with a grant at its
+/// first call (keys from the secret, and given), and any earlier builds asked for.
 fn variants(
     stack: &Stack,
     only: &[String],
@@ -198,7 +221,7 @@ fn variants(
         vars: BTreeMap::new(),
         kind: Kind::Baseline,
     }];
-    let mut without_key = vec![];
+    let mut grants = vec![];
     let mut earlier = vec![];
     for f in lambda_env::functions(&resources)? {
         for (_, path) in before.iter().filter(|(b, _)| *b == f.binary) {
@@ -214,17 +237,27 @@ fn variants(
         if !only.is_empty() && !only.contains(&f.binary) {
             continue;
         }
-        if f.vars.contains_key("PARTWISE_GRANT_SECRET_ARN") {
-            let mut vars = f.vars.clone();
-            vars.remove("PARTWISE_GRANT_SECRET_ARN");
-            without_key.push(Variant {
-                label: format!("{} (no key secret)", f.binary),
-                binary: f.binary.clone(),
-                path: bin_dir.join(&f.binary),
-                memory_mb: f.memory_mb,
-                vars,
-                kind: Kind::NoKeySecret,
-            });
+        if f.binary == "initiate" && f.vars.contains_key("PARTWISE_GRANT_SECRET_ARN") {
+            let mut given = f.vars.clone();
+            given.remove("PARTWISE_GRANT_SECRET_ARN");
+            given.insert("PARTWISE_GRANT_KEYS".into(), GRANT_KEYS.into());
+            for (label, vars, kind) in [
+                (
+                    "keys from the secret",
+                    f.vars.clone(),
+                    Kind::GrantKeysFromSecret,
+                ),
+                ("keys in the environment", given, Kind::GrantKeysGiven),
+            ] {
+                grants.push(Variant {
+                    label: format!("{}, grant at first call ({label})", f.binary),
+                    binary: f.binary.clone(),
+                    path: bin_dir.join(&f.binary),
+                    memory_mb: f.memory_mb,
+                    vars,
+                    kind,
+                });
+            }
         }
         out.push(Variant {
             label: f.binary.clone(),
@@ -235,7 +268,7 @@ fn variants(
             kind: Kind::Deployed,
         });
     }
-    out.extend(without_key);
+    out.extend(grants);
     out.extend(earlier);
     Ok(out)
 }
@@ -249,8 +282,15 @@ async fn run_once(
     shared: &events::Upload,
 ) -> Result<Sample, String> {
     // Everything the run needs is prepared before the clock starts.
-    let first = events::first_event(&v.binary, ctx, shared).await?;
-    let second = events::first_event(&v.binary, ctx, shared).await?;
+    let (first, second) = match v.kind {
+        Kind::GrantKeysFromSecret | Kind::GrantKeysGiven => {
+            (events::issue_grant(), events::issue_grant())
+        }
+        _ => (
+            events::first_event(&v.binary, ctx, shared).await?,
+            events::first_event(&v.binary, ctx, shared).await?,
+        ),
+    };
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let env = lambda_env::environment(
         &v.binary,
