@@ -10,13 +10,15 @@
 //! - [`secrets`]: a GetSecretValue stand-in on loopback (grant keys), SigV4-checked as [`eventbridge`];
 //! - [`backlog`]: seed stale uploads, and count what a sweep left;
 //! - [`faults`]: a seeded fault-injecting proxy in front of Garage or DynamoDB Local;
-//! - [`calls`]: handler calls in process, as API Gateway makes them; [`races`]: race trials.
+//! - [`calls`]: handler calls in process, as API Gateway makes them; [`races`]: race trials;
+//! - [`heap`]: the live heap's size, for the load bench.
 
 pub mod backlog;
 pub mod calls;
 pub mod eventbridge;
 pub mod events;
 pub mod faults;
+pub mod heap;
 pub mod races;
 pub mod runtime_api;
 pub mod secrets;

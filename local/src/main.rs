@@ -17,6 +17,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
+// Counts live heap bytes for `serve --heap-stats` (see `partwise_local::heap`).
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 #[derive(Debug, Parser, PartialEq, Eq)]
 #[command(
     name = "partwise-local",
@@ -54,6 +58,11 @@ enum Command {
         /// Serve the upload page from this directory at `/` (built by scripts/build-web.sh).
         #[arg(long)]
         web: Option<PathBuf>,
+        /// Write the live heap's size in bytes to this file four times a
+        /// second (the load bench reads it to tell a leak from freed memory
+        /// the allocator keeps).
+        #[arg(long)]
+        heap_stats: Option<PathBuf>,
     },
     /// Create stale uploads on the running stack named by the environment
     /// (source the env file first): tracked ones and orphans. Prints JSON.
@@ -111,12 +120,14 @@ fn main() -> ExitCode {
             no_dev_auth,
             env_file,
             web,
+            heap_stats,
         } => serve(
             port,
             anonymous,
             !no_dev_auth,
             env_file.as_deref(),
             web.as_deref(),
+            heap_stats,
         ),
         Command::Seed { tracked, orphans } => {
             runtime().and_then(|rt| rt.block_on(seed(tracked, orphans)))
@@ -207,6 +218,7 @@ fn serve(
     dev_auth: bool,
     env_file: Option<&Path>,
     web: Option<&Path>,
+    heap_stats: Option<PathBuf>,
 ) -> Result<(), AnyError> {
     // Checked before anything starts, so a wrong directory fails fast.
     let page = web
@@ -235,6 +247,7 @@ fn serve(
         let ctx = Arc::new(partwise::Context::from_env().await?);
         // Every event the stack would publish, one JSON line on stderr.
         let events = partwise_local::events::watch(&stack, &ctx).await?;
+        let heap = heap_stats.map(partwise_local::heap::write_every_quarter_second);
         let opts = ServerOptions {
             port,
             dev_auth,
@@ -270,6 +283,9 @@ fn serve(
         stopped.await;
         eprintln!("# stopping");
         events.abort();
+        if let Some(h) = heap {
+            h.abort();
+        }
         if let Some(path) = env_file {
             let _ = std::fs::remove_file(path);
         }
@@ -356,6 +372,7 @@ mod tests {
                 no_dev_auth: false,
                 env_file: None,
                 web: None,
+                heap_stats: None,
             }
         );
         assert_eq!(
@@ -368,7 +385,9 @@ mod tests {
                 "--env-file",
                 "e",
                 "--web",
-                "w"
+                "w",
+                "--heap-stats",
+                "h"
             ])
             .unwrap(),
             Command::Serve {
@@ -377,6 +396,7 @@ mod tests {
                 no_dev_auth: true,
                 env_file: Some("e".into()),
                 web: Some("w".into()),
+                heap_stats: Some("h".into()),
             }
         );
         assert_eq!(
