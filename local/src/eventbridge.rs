@@ -5,20 +5,14 @@
 //! (`FailedEntryCount` and a per-entry `ErrorCode`), as EventBridge does
 //! under throttling or an internal failure.
 
+use crate::stand_in::{Listening, serve};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 
 /// One entry EventBridge would have accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,15 +59,8 @@ struct State {
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
-    addr: SocketAddr,
+    listening: Listening,
     state: Arc<State>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Receiver {
@@ -83,8 +70,6 @@ impl Receiver {
         secret_key: &str,
         region: &str,
     ) -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             access_key: access_key.into(),
             secret_key: secret_key.into(),
@@ -96,25 +81,11 @@ impl Receiver {
             fault: Mutex::default(),
             feed: broadcast::channel(1024).0,
         });
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(respond(&state, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Receiver { addr, state, task })
+        let listening = serve(state.clone(), |state, req| async move {
+            respond(&state, req).await
+        })
+        .await?;
+        Ok(Receiver { listening, state })
     }
 
     /// For a stack: its test credentials and region.
@@ -125,7 +96,7 @@ impl Receiver {
 
     /// The endpoint (`AWS_ENDPOINT_URL_EVENTBRIDGE`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.listening.addr)
     }
 
     /// An EventBridge client on `sdk`'s credentials and region, sending here.

@@ -28,6 +28,7 @@ pub mod template;
 
 mod process;
 mod sigv4;
+mod stand_in;
 
 pub use server::{Cors, Page, ServerHandle, ServerOptions, spawn};
 pub use stack::{Stack, StackError, StackPlan};

@@ -5,21 +5,15 @@
 //! no Secrets Manager in the local stack; this is the one call Partwise makes.
 
 use crate::sigv4::Signer;
+use crate::stand_in::{Listening, serve};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 struct State {
     access_key: String,
@@ -35,15 +29,8 @@ struct State {
 
 /// A running stand-in; stops when dropped.
 pub struct SecretsManager {
-    addr: SocketAddr,
+    listening: Listening,
     state: Arc<State>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for SecretsManager {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl SecretsManager {
@@ -57,8 +44,6 @@ impl SecretsManager {
         secrets: HashMap<String, String>,
         latency: Duration,
     ) -> std::io::Result<SecretsManager> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             access_key: access_key.into(),
             secret_key: secret_key.into(),
@@ -68,22 +53,11 @@ impl SecretsManager {
             served: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         });
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(respond(&state, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(SecretsManager { addr, state, task })
+        let listening = serve(state.clone(), |state, req| async move {
+            respond(&state, req).await
+        })
+        .await?;
+        Ok(SecretsManager { listening, state })
     }
 
     /// For a stack: its test credentials and region.
@@ -97,7 +71,7 @@ impl SecretsManager {
 
     /// The endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.listening.addr)
     }
 
     /// `GetSecretValue` calls answered with a secret so far.
