@@ -137,11 +137,7 @@ impl GrantKeys {
 /// The keys held in the Secrets Manager secret `arn` (`current[,previous]`).
 /// Errors name the secret, never its value.
 pub async fn read_secret(sdk: &aws_config::SdkConfig, arn: &str) -> Result<GrantKeys> {
-    fetch(&aws_sdk_secretsmanager::Client::new(sdk), arn).await
-}
-
-async fn fetch(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<GrantKeys> {
-    let out = client
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
         .secret_id(arn)
         .send()
@@ -168,7 +164,9 @@ enum Source {
     Off,
     Given(GrantKeys),
     Secret {
-        client: aws_sdk_secretsmanager::Client,
+        /// The client is built with the first read too: constructing one
+        /// costs about 0.2 ms of init that most instances never use.
+        sdk: Box<aws_config::SdkConfig>,
         arn: String,
         keys: OnceCell<GrantKeys>,
     },
@@ -183,7 +181,7 @@ impl KeySource {
     ) -> Self {
         KeySource(Arc::new(match (secret_arn, given) {
             (Some(arn), _) => Source::Secret {
-                client: aws_sdk_secretsmanager::Client::new(sdk),
+                sdk: Box::new(sdk.clone()),
                 arn: arn.to_string(),
                 keys: OnceCell::new(),
             },
@@ -200,8 +198,8 @@ impl KeySource {
             Source::Given(keys) => Ok(Some(keys)),
             // Boxed: the SDK call's future, nested into every handler's, is
             // deep enough to overflow the compiler's layout recursion limit.
-            Source::Secret { client, arn, keys } => keys
-                .get_or_try_init(|| Box::pin(fetch(client, arn)))
+            Source::Secret { sdk, arn, keys } => keys
+                .get_or_try_init(|| Box::pin(read_secret(sdk, arn)))
                 .await
                 .map(Some),
         }
