@@ -745,6 +745,11 @@ async fn api_samples_succeed_against_the_local_stack() {
                 let (status, body) = invoke(ctx, name, event).await;
                 assert_eq!(status, 200, "{name}: {body}");
                 assert_eq!(body["expires"], json!(expiry), "{name}");
+                assert_eq!(
+                    body.as_object().unwrap().keys().collect::<Vec<_>>(),
+                    ["expires", "presignedUrls"],
+                    "{name}: signPartsBatch's documented keys, no others"
+                );
                 let urls = body["presignedUrls"].as_object().expect("presignedUrls");
                 let asked = raw["queryStringParameters"]["partNumbers"]
                     .as_str()

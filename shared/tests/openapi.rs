@@ -100,7 +100,9 @@ fn handler(op: Operation) -> Handler {
             "sign",
             SIGN_RS,
             "batch",
-            Body::Json,
+            // Serialized as it signs (`sign::BatchAnswer`); `events.rs` holds
+            // its keys to `presignedUrls` and `expires`, as documented.
+            Body::Typed,
         ),
         Operation::ListParts => h(
             "listParts",

@@ -18,7 +18,7 @@ mod post;
 
 pub use cache::KeyCache;
 pub use key::SigningKey;
-pub use part::{Endpoint, PartRequest, presign as presign_part};
+pub use part::{Endpoint, PartRequest, Stamp, presign as presign_part, presign_stamped};
 pub use post::{PolicyInput, sign_post_policy};
 
 use crate::error::{Error, Result};
@@ -52,6 +52,21 @@ fn signed_headers(req: &aws_sdk_s3::presigning::PresignedRequest) -> BTreeMap<St
         .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect()
+}
+
+/// Part URLs signed at one moment ([`Presigner::part_signer`]).
+#[derive(Debug)]
+pub struct PartSigner<'a> {
+    key: Arc<SigningKey>,
+    endpoint: &'a Endpoint,
+    stamp: Stamp,
+}
+
+impl PartSigner<'_> {
+    /// The URL to PUT `part`, with its checksum and size signed in when it has them.
+    pub fn sign(&self, part: &PartRequest<'_>) -> SignedUrl {
+        presign_stamped(self.endpoint, &self.key, &self.stamp, part)
+    }
 }
 
 /// A presigned POST form: the browser posts `fields` plus `file` to `url`.
@@ -135,9 +150,18 @@ impl Presigner {
     /// A URL to PUT one part, with its checksum and its size signed in when
     /// `part` has them.
     pub async fn upload_part(&self, part: &PartRequest<'_>, expiry: Duration) -> Result<SignedUrl> {
+        Ok(self.part_signer(expiry).await?.sign(part))
+    }
+
+    /// Signs any number of parts as of now, valid for `expiry`: the signing
+    /// key, the endpoint and the timestamp are looked up once for them all.
+    pub async fn part_signer(&self, expiry: Duration) -> Result<PartSigner<'_>> {
         let now = SystemTime::now();
-        let key = self.keys.key_at(now).await?;
-        presign_part(self.endpoint().await?, &key, now, expiry, part)
+        Ok(PartSigner {
+            key: self.keys.key_at(now).await?,
+            endpoint: self.endpoint().await?,
+            stamp: Stamp::new(now, expiry)?,
+        })
     }
 
     /// A URL to PUT a whole object of `content_type` at `key` in one request

@@ -64,6 +64,30 @@ pub struct PartRequest<'a> {
     pub content_length: Option<u64>,
 }
 
+/// What every URL signed at one moment shares: `X-Amz-Date` and `X-Amz-Expires`.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    amz_date: String,
+    expires: String,
+    expiry: Duration,
+}
+
+impl Stamp {
+    /// URLs signed at `now`, valid for `expiry` (at most a week, as SigV4 allows).
+    pub fn new(now: SystemTime, expiry: Duration) -> Result<Stamp> {
+        if expiry > MAX_EXPIRY {
+            return Err(Error::internal(format!(
+                "presigned URLs last at most a week, not {expiry:?}"
+            )));
+        }
+        Ok(Stamp {
+            amz_date: amz_date(now),
+            expires: expiry.as_secs().to_string(),
+            expiry,
+        })
+    }
+}
+
 /// The presigned URL for `part`, signed at `now`, valid for `expiry`:
 /// byte for byte what `aws-sigv4` makes of the SDK's UploadPart request.
 pub fn presign(
@@ -73,13 +97,22 @@ pub fn presign(
     expiry: Duration,
     part: &PartRequest<'_>,
 ) -> Result<SignedUrl> {
-    if expiry > MAX_EXPIRY {
-        return Err(Error::internal(format!(
-            "presigned URLs last at most a week, not {expiry:?}"
-        )));
-    }
-    let amz_date = amz_date(now);
-    let expires = expiry.as_secs().to_string();
+    Ok(presign_stamped(
+        endpoint,
+        key,
+        &Stamp::new(now, expiry)?,
+        part,
+    ))
+}
+
+/// [`presign`] with the date and expiry already formatted, for many parts at once.
+pub fn presign_stamped(
+    endpoint: &Endpoint,
+    key: &SigningKey,
+    stamp: &Stamp,
+    part: &PartRequest<'_>,
+) -> SignedUrl {
+    let (amz_date, expires) = (&stamp.amz_date, &stamp.expires);
     let part_number = part.part_number.to_string();
     let length = part.content_length.map(|n| n.to_string());
 
@@ -119,8 +152,8 @@ pub fn presign(
 
     let string_to_sign = Canonical {
         path: &url[endpoint.origin_len..path_end],
-        amz_date: &amz_date,
-        expires: &expires,
+        amz_date,
+        expires,
         signed_headers: &signed_headers,
         part_number: &part_number,
         upload_id: &url[id_start..id_end],
@@ -136,9 +169,9 @@ pub fn presign(
         "&X-Amz-Credential=",
         &key.credential_param,
         "&X-Amz-Date=",
-        &amz_date,
+        amz_date,
         "&X-Amz-Expires=",
-        &expires,
+        expires,
         "&X-Amz-SignedHeaders=",
     ] {
         url.push_str(piece);
@@ -157,11 +190,11 @@ pub fn presign(
         .checksum
         .map(|c| BTreeMap::from([(c.algorithm.header().to_string(), c.value.clone())]))
         .unwrap_or_default();
-    Ok(SignedUrl {
+    SignedUrl {
         url,
-        expires: expiry.as_secs(),
+        expires: stamp.expiry.as_secs(),
         headers,
-    })
+    }
 }
 
 #[cfg(test)]
