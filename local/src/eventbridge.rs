@@ -5,10 +5,10 @@
 //! (`FailedEntryCount` and a per-entry `ErrorCode`), as EventBridge does
 //! under throttling or an internal failure.
 
-use crate::stand_in::{Listening, serve};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
+use crate::sigv4::Signer;
+use crate::stand_in::{Answer, Listening, Refused, answer, error, read_signed, serve};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,52 +138,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type Answer = Response<Full<Bytes>>;
-
-fn answer(status: StatusCode, body: Value) -> Answer {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    r
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Answer {
-    answer(status, json!({"__type": code, "message": message}))
-}
-
 async fn respond(state: &State, req: Request<Incoming>) -> Answer {
-    let (parts, body) = req.into_parts();
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "SerializationException",
-            "unreadable body",
-        );
-    };
-    let signer = crate::sigv4::Signer {
+    let signer = Signer {
         access_key: &state.access_key,
         secret_key: &state.secret_key,
         region: &state.region,
         service: "events",
     };
-    if let Err(why) = signer.verify(&parts, &body) {
-        *lock(&state.rejected_requests) += 1;
-        return error(StatusCode::FORBIDDEN, "InvalidSignatureException", &why);
-    }
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok());
-    if target != Some("AWSEvents.PutEvents") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            "only PutEvents is served here",
-        );
-    }
+    let body = match read_signed(req, &signer, "AWSEvents.PutEvents").await {
+        Ok((_, body)) => body,
+        Err(Refused::Unreadable(a) | Refused::Operation(a)) => return a,
+        Err(Refused::Signature(why)) => {
+            *lock(&state.rejected_requests) += 1;
+            return error(StatusCode::FORBIDDEN, "InvalidSignatureException", &why);
+        }
+    };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,

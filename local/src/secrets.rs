@@ -5,10 +5,9 @@
 //! no Secrets Manager in the local stack; this is the one call Partwise makes.
 
 use crate::sigv4::Signer;
-use crate::stand_in::{Listening, serve};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
+use crate::stand_in::{Answer, Listening, Refused, answer, error, read_signed, serve};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,29 +84,7 @@ impl SecretsManager {
     }
 }
 
-fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    r
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    answer(status, json!({"__type": code, "message": message}))
-}
-
-async fn respond(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "SerializationException",
-            "unreadable body",
-        );
-    };
+async fn respond(state: &State, req: Request<Incoming>) -> Answer {
     tokio::time::sleep(state.latency).await;
     let signer = Signer {
         access_key: &state.access_key,
@@ -115,21 +92,14 @@ async fn respond(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>>
         region: &state.region,
         service: "secretsmanager",
     };
-    if let Err(why) = signer.verify(&parts, &body) {
-        state.rejected.fetch_add(1, Ordering::Relaxed);
-        return error(StatusCode::BAD_REQUEST, "InvalidSignatureException", &why);
-    }
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok());
-    if target != Some("secretsmanager.GetSecretValue") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            "only GetSecretValue is served here",
-        );
-    }
+    let body = match read_signed(req, &signer, "secretsmanager.GetSecretValue").await {
+        Ok((_, body)) => body,
+        Err(Refused::Unreadable(a) | Refused::Operation(a)) => return a,
+        Err(Refused::Signature(why)) => {
+            state.rejected.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::BAD_REQUEST, "InvalidSignatureException", &why);
+        }
+    };
     let id = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["SecretId"].as_str().map(str::to_string));
