@@ -100,7 +100,7 @@ fn handler(op: Operation) -> Handler {
             "sign",
             SIGN_RS,
             "batch",
-            // Serialized as it signs (`sign::BatchAnswer`); `events.rs` holds
+            // Written as it signs (`sign::batch_answer`); `events.rs` holds
             // its keys to `presignedUrls` and `expires`, as documented.
             Body::Typed,
         ),

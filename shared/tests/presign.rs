@@ -14,7 +14,9 @@ use aws_sigv4::http_request::{
 };
 use common::*;
 use partwise::model::ChecksumAlgorithm;
-use partwise::presign::{Endpoint, KeyCache, PartRequest, Presigner, SigningKey, presign_part};
+use partwise::presign::{
+    Endpoint, KeyCache, PartRequest, Presigner, SigningKey, UploadParts, presign_part,
+};
 use partwise::storage::PartChecksum;
 use proptest::prelude::*;
 use serde_json::json;
@@ -259,6 +261,49 @@ proptest! {
         );
         prop_assert_eq!(&ours, &sdk);
         prop_assert_eq!(&ours, &sigv4);
+    }
+
+    /// A batch signs every part from one template built for the first; each
+    /// URL must still be the one `aws-sigv4` makes of that part alone, in
+    /// any mix of sizes, checksums and part numbers (a part shaped unlike
+    /// the first is signed from scratch).
+    #[test]
+    fn parts_signed_from_one_template_match_aws_sigv4_one_by_one(
+        key in key_strategy().prop_filter("an S3 key", |k| k.len() <= 1024 && !k.trim().is_empty()),
+        upload_id in "[A-Za-z0-9._~+/=-]{1,120}",
+        parts in prop::collection::vec(
+            (1u32..=10_000, prop::option::of(1u64..=5 << 30), checksum_strategy()),
+            1..6,
+        ),
+        creds in creds_strategy(),
+        addressing in addressing_strategy(),
+        secs in 946_684_800u64..4_102_444_800,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (region, expiry) = ("eu-west-3", Duration::from_secs(900));
+        let now = UNIX_EPOCH + Duration::from_secs(secs);
+        let stamp = &partwise::presign::Stamp::new(now, expiry).unwrap();
+        let day = time::OffsetDateTime::from(now)
+            .format(time::macros::format_description!("[year][month][day]"))
+            .unwrap();
+        let signing_key = SigningKey::derive(&creds, &day, region, "s3");
+        let endpoint = Endpoint::parse(&base_url(addressing, region)).unwrap();
+        fn request<'a>(
+            key: &'a str,
+            upload_id: &'a str,
+            (n, len, checksum): &'a (u32, Option<u64>, Option<PartChecksum>),
+        ) -> PartRequest<'a> {
+            PartRequest { key, upload_id, part_number: *n, checksum: checksum.as_ref(), content_length: *len }
+        }
+        let batch = UploadParts::new(&endpoint, &signing_key, stamp, &request(&key, &upload_id, &parts[0]));
+        for p in &parts {
+            let part = request(&key, &upload_id, p);
+            let ours = batch.sign(&part);
+            let (alone, sdk, sigv4) = three_ways(&rt, addressing, &creds, region, &part, now, expiry);
+            prop_assert_eq!(&ours.url, &alone);
+            prop_assert_eq!(&ours.url, &sdk);
+            prop_assert_eq!(&ours.url, &sigv4);
+        }
     }
 }
 

@@ -8,7 +8,14 @@ use serde::Serialize;
 
 /// A JSON answer. Nothing we return may be cached: URLs expire, states change.
 pub fn json(status: u16, body: &impl Serialize) -> ApiGatewayV2httpResponse {
-    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
+    json_text(
+        status,
+        serde_json::to_string(body).unwrap_or_else(|_| "{}".into()),
+    )
+}
+
+/// A JSON answer already written out.
+pub fn json_text(status: u16, text: String) -> ApiGatewayV2httpResponse {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

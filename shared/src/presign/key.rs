@@ -82,6 +82,11 @@ impl SigningKey {
         self.credentials.expiry()
     }
 
+    /// An HMAC keyed with the derived key, to take a string to sign.
+    pub(super) fn mac(&self) -> Hmac<Sha256> {
+        self.mac.clone()
+    }
+
     /// The signature of `string_to_sign`, as lowercase hex.
     pub fn sign(&self, string_to_sign: &[u8]) -> [u8; 64] {
         let mut mac = self.mac.clone();

@@ -6,8 +6,9 @@
 //! resolution, interceptors, key derivation: tens of µs), while `aws-sigv4`
 //! derives the signing key again for every request. No crate presigns with a
 //! key derived once per day and builds UploadPart's canonical request
-//! directly; `shared/tests/presign.rs` holds the output byte for byte to
-//! `aws-sigv4`'s and to the SDK's for the same inputs.
+//! directly, hashing what every part of an upload shares once per batch
+//! ([`UploadParts`]); `shared/tests/presign.rs` holds the output byte for
+//! byte to `aws-sigv4`'s and to the SDK's for the same inputs.
 
 mod cache;
 mod canonical;
@@ -18,7 +19,9 @@ mod post;
 
 pub use cache::KeyCache;
 pub use key::SigningKey;
-pub use part::{Endpoint, PartRequest, Stamp, presign as presign_part, presign_stamped};
+pub use part::{
+    Endpoint, PartRequest, Stamp, UploadParts, presign as presign_part, presign_stamped,
+};
 pub use post::{PolicyInput, sign_post_policy};
 
 use crate::error::{Error, Result};
@@ -66,6 +69,12 @@ impl PartSigner<'_> {
     /// The URL to PUT `part`, with its checksum and size signed in when it has them.
     pub fn sign(&self, part: &PartRequest<'_>) -> SignedUrl {
         presign_stamped(self.endpoint, &self.key, &self.stamp, part)
+    }
+
+    /// Signs many parts of one upload, the URL and canonical request built
+    /// once for parts shaped like `like` (see [`UploadParts`]).
+    pub fn parts_like(&self, like: &PartRequest<'_>) -> UploadParts<'_> {
+        UploadParts::new(self.endpoint, &self.key, &self.stamp, like)
     }
 }
 

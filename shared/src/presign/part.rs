@@ -1,10 +1,11 @@
 //! The presigned UploadPart URL: the bucket's endpoint, one part's request, and the URL put together.
 
 use super::SignedUrl;
-use super::canonical::{ALGORITHM, Canonical, amz_date};
+use super::canonical::{ALGORITHM, Canonical, PartValues, Template, amz_date};
 use super::encode;
 use super::key::SigningKey;
 use crate::error::{Error, Result};
+use crate::model::ChecksumAlgorithm;
 use crate::storage::PartChecksum;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -22,6 +23,8 @@ pub struct Endpoint {
     origin_len: usize,
     /// The `host` header as signed: the authority without a default port.
     host: String,
+    /// `base` is printable ASCII without `"` or `\`.
+    plain: bool,
 }
 
 impl Endpoint {
@@ -39,6 +42,9 @@ impl Endpoint {
             _ => authority,
         };
         Ok(Endpoint {
+            plain: base
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
             base: base.to_string(),
             origin_len: scheme.len() + 3 + authority_len,
             host: host.to_string(),
@@ -112,88 +118,172 @@ pub fn presign_stamped(
     stamp: &Stamp,
     part: &PartRequest<'_>,
 ) -> SignedUrl {
-    let (amz_date, expires) = (&stamp.amz_date, &stamp.expires);
-    let part_number = part.part_number.to_string();
-    let length = part.content_length.map(|n| n.to_string());
+    UploadParts::new(endpoint, key, stamp, part).sign(part)
+}
 
-    // Signed headers besides `host`, in name order: `content-length` sorts
-    // before `host`, every `x-amz-checksum-*` after.
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
-    if let Some(len) = &length {
-        headers.push(("content-length", len));
-    }
-    if let Some(c) = part.checksum {
-        headers.push((c.algorithm.header(), &c.value));
-    }
-    let signed_headers = match (&length, part.checksum) {
-        (None, None) => "host".to_string(),
-        (Some(_), None) => "content-length;host".to_string(),
-        (None, Some(c)) => format!("host;{}", c.algorithm.header()),
-        (Some(_), Some(c)) => format!("content-length;host;{}", c.algorithm.header()),
-    };
+/// Parts of one upload signed at one moment, each with a signed size or
+/// not, and with a checksum of one algorithm or none, as the first part
+/// given: the URL and the canonical request are built once up to the
+/// part's own values, so each part costs only its number, size and checksum
+/// hashed and written. A part of another shape or upload is signed from
+/// scratch, so the answer never depends on the order of the parts.
+#[derive(Clone)]
+pub struct UploadParts<'a> {
+    endpoint: &'a Endpoint,
+    key: &'a SigningKey,
+    stamp: &'a Stamp,
+    object: String,
+    upload_id: String,
+    sized: bool,
+    algorithm: Option<ChecksumAlgorithm>,
+    template: Template,
+    /// The URL through `partNumber=`.
+    url_head: String,
+    /// From `&uploadId=` through `X-Amz-Signature=`.
+    url_mid: String,
+    /// `X-Amz-Security-Token`'s value, if any.
+    token: Option<&'a str>,
+}
 
-    let mut url = String::with_capacity(
-        endpoint.base.len()
-            + part.key.len() * 3
-            + part.upload_id.len()
-            + key.credential_param.len()
-            + key.token_param.as_ref().map_or(0, String::len)
-            + 256,
-    );
-    url.push_str(&endpoint.base);
-    encode::path(&mut url, part.key);
-    let path_end = url.len();
-    url.push_str("?x-id=UploadPart&partNumber=");
-    url.push_str(&part_number);
-    url.push_str("&uploadId=");
-    let id_start = url.len();
-    encode::query_value(&mut url, part.upload_id);
-    let id_end = url.len();
+impl<'a> UploadParts<'a> {
+    /// Ready to sign parts shaped like `like`.
+    pub fn new(
+        endpoint: &'a Endpoint,
+        key: &'a SigningKey,
+        stamp: &'a Stamp,
+        like: &PartRequest<'_>,
+    ) -> Self {
+        let sized = like.content_length.is_some();
+        let algorithm = like.checksum.map(|c| c.algorithm);
+        let checksum_header = algorithm.map(ChecksumAlgorithm::header);
+        // Signed header names in name order: `content-length` sorts before
+        // `host`, every `x-amz-checksum-*` after.
+        let mut signed_headers = String::with_capacity(48);
+        if sized {
+            signed_headers.push_str("content-length;");
+        }
+        signed_headers.push_str("host");
+        if let Some(name) = checksum_header {
+            signed_headers.push(';');
+            signed_headers.push_str(name);
+        }
 
-    let string_to_sign = Canonical {
-        path: &url[endpoint.origin_len..path_end],
-        amz_date,
-        expires,
-        signed_headers: &signed_headers,
-        part_number: &part_number,
-        upload_id: &url[id_start..id_end],
-        headers: &headers,
-        host: &endpoint.host,
-    }
-    .string_to_sign(key);
-    let signature = key.sign(&string_to_sign);
+        let signed_headers_param = signed_headers.replace(';', "%3B");
 
-    for piece in [
-        "&X-Amz-Algorithm=",
-        ALGORITHM,
-        "&X-Amz-Credential=",
-        &key.credential_param,
-        "&X-Amz-Date=",
-        amz_date,
-        "&X-Amz-Expires=",
-        expires,
-        "&X-Amz-SignedHeaders=",
-    ] {
-        url.push_str(piece);
-    }
-    url.push_str(&signed_headers.replace(';', "%3B"));
-    url.push_str("&X-Amz-Signature=");
-    url.push_str(std::str::from_utf8(&signature).expect("hex is ASCII"));
-    if let Some(token) = &key.token_param {
-        url.push_str("&X-Amz-Security-Token=");
-        url.push_str(token);
+        let mut url_head = String::with_capacity(endpoint.base.len() + like.key.len() * 3 + 32);
+        url_head.push_str(&endpoint.base);
+        encode::path(&mut url_head, like.key);
+        let path_end = url_head.len();
+        url_head.push_str("?x-id=UploadPart&partNumber=");
+
+        let mut url_mid =
+            String::with_capacity(like.upload_id.len() + key.credential_param.len() + 160);
+        url_mid.push_str("&uploadId=");
+        encode::query_value(&mut url_mid, like.upload_id);
+        let id_end = url_mid.len();
+
+        let template = Template::new(
+            &Canonical {
+                path: &url_head[endpoint.origin_len..path_end],
+                amz_date: &stamp.amz_date,
+                expires: &stamp.expires,
+                signed_headers: &signed_headers,
+                signed_headers_param: &signed_headers_param,
+                upload_id: &url_mid["&uploadId=".len()..id_end],
+                sized,
+                checksum_header,
+                host: &endpoint.host,
+            },
+            key,
+        );
+        for piece in [
+            "&X-Amz-Algorithm=",
+            ALGORITHM,
+            "&X-Amz-Credential=",
+            &key.credential_param,
+            "&X-Amz-Date=",
+            &stamp.amz_date,
+            "&X-Amz-Expires=",
+            &stamp.expires,
+            "&X-Amz-SignedHeaders=",
+            &signed_headers_param,
+            "&X-Amz-Signature=",
+        ] {
+            url_mid.push_str(piece);
+        }
+        UploadParts {
+            endpoint,
+            key,
+            stamp,
+            object: like.key.to_string(),
+            upload_id: like.upload_id.to_string(),
+            sized,
+            algorithm,
+            template,
+            url_head,
+            url_mid,
+            token: key.token_param.as_deref(),
+        }
     }
 
-    // `content-length` is left out of the headers to send: clients set it
-    // themselves from the body (browsers refuse to let a page set it).
-    let headers = part
-        .checksum
-        .map(|c| BTreeMap::from([(c.algorithm.header().to_string(), c.value.clone())]))
-        .unwrap_or_default();
-    SignedUrl {
-        url,
-        expires: stamp.expiry.as_secs(),
-        headers,
+    /// Whether `part` is of this upload and shape, so it is signed from the
+    /// template rather than from scratch.
+    pub fn fits(&self, part: &PartRequest<'_>) -> bool {
+        part.key == self.object
+            && part.upload_id == self.upload_id
+            && part.content_length.is_some() == self.sized
+            && part.checksum.map(|c| c.algorithm) == self.algorithm
+    }
+
+    /// True when every URL signed for a part that [`UploadParts::fits`] is
+    /// printable ASCII without `"` or `\`, so it can be written into JSON as
+    /// it is: all but the bucket's base URL (checked once) is percent-encoded,
+    /// digits, hex or fixed ASCII.
+    pub fn urls_are_plain(&self) -> bool {
+        self.endpoint.plain
+    }
+
+    /// The URL to PUT `part`.
+    pub fn sign(&self, part: &PartRequest<'_>) -> SignedUrl {
+        let mut url = String::with_capacity(
+            self.url_head.len() + self.url_mid.len() + self.token.map_or(0, str::len) + 128,
+        );
+        self.write_url(part, &mut url);
+        // `content-length` is left out of the headers to send: clients set it
+        // themselves from the body (browsers refuse to let a page set it).
+        let headers = part
+            .checksum
+            .map(|c| BTreeMap::from([(c.algorithm.header().to_string(), c.value.clone())]))
+            .unwrap_or_default();
+        SignedUrl {
+            url,
+            expires: self.stamp.expiry.as_secs(),
+            headers,
+        }
+    }
+
+    /// Appends the URL to PUT `part` to `out`.
+    pub fn write_url(&self, part: &PartRequest<'_>, out: &mut String) {
+        if !self.fits(part) {
+            return UploadParts::new(self.endpoint, self.key, self.stamp, part)
+                .write_url(part, out);
+        }
+        let mut number = itoa::Buffer::new();
+        let number = number.format(part.part_number);
+        let mut length = itoa::Buffer::new();
+        let signature = self.template.signature(&PartValues {
+            part_number: number,
+            content_length: part.content_length.map(|n| length.format(n)),
+            checksum: part.checksum.map(|c| c.value.as_str()),
+        });
+        out.push_str(&self.url_head);
+        out.push_str(number);
+        out.push_str(&self.url_mid);
+        out.push_str(std::str::from_utf8(&signature).expect("hex is ASCII"));
+        if let Some(token) = self.token {
+            out.push_str("&X-Amz-Security-Token=");
+            out.push_str(token);
+        }
     }
 }
 
@@ -217,5 +307,26 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn urls_are_plain_only_when_no_piece_needs_json_escaping() {
+        let creds = aws_credential_types::Credentials::new("AKID", "secret", None, None, "t");
+        let key = SigningKey::derive(&creds, "20261126", "us-east-1", "s3");
+        let stamp = Stamp::new(SystemTime::UNIX_EPOCH, Duration::from_secs(60)).unwrap();
+        let part = PartRequest {
+            key: "dir/a \"b\\c é.bin",
+            upload_id: "id\"1",
+            part_number: 1,
+            checksum: None,
+            content_length: Some(5),
+        };
+        let plain = Endpoint::parse("http://127.0.0.1:3900/bucket/").unwrap();
+        let parts = UploadParts::new(&plain, &key, &stamp, &part);
+        assert!(parts.urls_are_plain(), "the key and id are percent-encoded");
+        let url = parts.sign(&part).url;
+        assert!(!url.contains(['"', '\\', ' ']), "{url}");
+        let odd = Endpoint::parse("http://127.0.0.1:3900/b\"ucket/").unwrap();
+        assert!(!UploadParts::new(&odd, &key, &stamp, &part).urls_are_plain());
     }
 }
