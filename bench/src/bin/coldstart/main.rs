@@ -24,8 +24,11 @@
 //! from the secret (read then) and keys in the environment, so the difference
 //! is what the read costs. Every read the stand-in serves is counted: one per
 //! such start, none at any init. The order rotates every round, so no binary
-//! always follows another.
+//! always follows another. Each binary runs from a copy in a task folder of
+//! its own, as Lambda runs an unpacked deployment (`deploy`); `--in-place`
+//! runs them where they were built instead.
 
+mod deploy;
 mod events;
 mod lambda_env;
 mod report;
@@ -71,6 +74,10 @@ struct Args {
     /// before/after comparison in the same rounds.
     #[arg(long, value_parser = parse_before)]
     before: Vec<(String, PathBuf)>,
+    /// Start the binaries where they are instead of from a deployed copy
+    /// each (a freshly linked file starts slower; see `deploy.rs`).
+    #[arg(long)]
+    in_place: bool,
 }
 
 fn parse_before(s: &str) -> Result<(String, PathBuf), String> {
@@ -119,13 +126,21 @@ async fn main() -> Result<(), String> {
     .await
     .map_err(|e| format!("Secrets Manager stand-in: {e}"))?;
 
-    let variants = variants(&stack, &args.only, &bin_dir, &args.before)?;
+    let mut variants = variants(&stack, &args.only, &bin_dir, &args.before)?;
     for v in &variants {
         if !v.path.is_file() {
             return Err(format!(
                 "{} is missing: build the release binaries first (see this file's top comment)",
                 v.path.display()
             ));
+        }
+    }
+    let tasks = deploy::Tasks::new().map_err(|e| format!("task folders: {e}"))?;
+    if !args.in_place {
+        for (i, v) in variants.iter_mut().enumerate() {
+            v.path = tasks
+                .deploy(i, &v.path)
+                .map_err(|e| format!("deploying {}: {e}", v.path.display()))?;
         }
     }
     let extra = BTreeMap::from([
@@ -165,6 +180,14 @@ async fn main() -> Result<(), String> {
             samples: s,
         })
         .collect();
+    println!(
+        "binaries started {}",
+        if args.in_place {
+            "where they were built"
+        } else {
+            "from a copy each in a task folder of its own, as Lambda runs a deployment"
+        }
+    );
     print!(
         "{}",
         report::render(
@@ -302,6 +325,10 @@ async fn run_once(
         extra,
     );
     let mut cmd = tokio::process::Command::new(&v.path);
+    // Lambda starts `bootstrap` in its task folder.
+    if let Some(task) = v.path.parent() {
+        cmd.current_dir(task);
+    }
     cmd.env_clear()
         .envs(&env)
         .stdin(Stdio::null())
