@@ -111,7 +111,8 @@ pub fn presign(
     ))
 }
 
-/// [`presign`] with the date and expiry already formatted, for many parts at once.
+/// [`presign`] with the date and expiry already formatted: one part (many
+/// parts of one upload sign through one [`UploadParts`]).
 pub fn presign_stamped(
     endpoint: &Endpoint,
     key: &SigningKey,
