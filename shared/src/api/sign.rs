@@ -37,16 +37,25 @@ async fn sign_part(
     let checksum = part_checksum(upload, given)?;
     ctx.presigner
         .upload_part(
-            &PartRequest {
-                key: &upload.key,
-                upload_id: &upload.upload_id,
-                part_number: n,
-                checksum: checksum.as_ref(),
-                content_length: part_len(upload, n),
-            },
+            &part_request(upload, n, checksum.as_ref()),
             ctx.config.url_expiry,
         )
         .await
+}
+
+/// Part `n` of `upload` to sign, its size from the plan when the upload declared one.
+fn part_request<'a>(
+    upload: &'a Upload,
+    n: u32,
+    checksum: Option<&'a PartChecksum>,
+) -> PartRequest<'a> {
+    PartRequest {
+        key: &upload.key,
+        upload_id: &upload.upload_id,
+        part_number: n,
+        checksum,
+        content_length: part_len(upload, n),
+    }
 }
 
 /// Part `n`'s size under the upload's plan, if it declared its size.
@@ -116,13 +125,7 @@ pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
 /// printable ASCII with no `"` or `\` (`UploadParts::urls_are_plain`), so
 /// they are copied as they are; a URL not known to be is escaped by serde_json.
 fn batch_answer(signer: &PartSigner<'_>, upload: &Upload, numbers: &[u32], expires: u64) -> String {
-    let part = |n| PartRequest {
-        key: &upload.key,
-        upload_id: &upload.upload_id,
-        part_number: n,
-        checksum: None,
-        content_length: part_len(upload, n),
-    };
+    let part = |n| part_request(upload, n, None);
     let parts = signer.parts_like(&part(numbers.first().copied().unwrap_or(1)));
     let mut out = String::from(r#"{"presignedUrls":{"#);
     for (i, &n) in numbers.iter().enumerate() {
@@ -199,13 +202,7 @@ pub async fn batch_checked(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewa
             return Err(Error::bad_request(format!("part {n} is listed twice")));
         }
         let checksum = part_checksum(&upload, p.checksum.as_deref())?;
-        let part = PartRequest {
-            key: &upload.key,
-            upload_id: &upload.upload_id,
-            part_number: n,
-            checksum: checksum.as_ref(),
-            content_length: part_len(&upload, n),
-        };
+        let part = part_request(&upload, n, checksum.as_ref());
         let signed = prepared
             .get_or_insert_with(|| signer.parts_like(&part))
             .sign(&part);
