@@ -8,6 +8,8 @@
 //! - trust roots are Mozilla's, compiled in (`webpki-root-certs`; they cover
 //!   every AWS endpoint), and the TLS connector is built on the first request,
 //!   once for all clients, so init reads no file and parses no certificate;
+//! - without a home directory (Lambda sets no HOME) the profile files are not
+//!   looked for;
 //! - credentials come straight from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
 //!   (and `AWS_SESSION_TOKEN`) when they are set, as Lambda sets them; the
 //!   region from `AWS_REGION`. Otherwise the SDK's default chains run, so the
@@ -27,7 +29,8 @@
 //! before the request exists (provisioned concurrency, proactive init).
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
@@ -62,8 +65,28 @@ pub async fn load(tuning: &Tuning) -> SdkConfig {
 
 /// [`load`], reading variables through `get` (tests need not touch the process environment).
 pub async fn load_with(tuning: &Tuning, get: impl Fn(&str) -> Option<String>) -> SdkConfig {
+    loader(tuning, get).load().await
+}
+
+/// The SDK's loader with this module's choices made, not yet loaded.
+fn loader(tuning: &Tuning, get: impl Fn(&str) -> Option<String>) -> ConfigLoader {
     let set = |k: &str| get(k).filter(|v| !v.is_empty());
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+    // Lambda sets no HOME, so the default profile files would resolve to
+    // the literal relative paths `~/.aws/config` and `~/.aws/credentials`,
+    // opened (and missed) at every cold start. With no home and neither file
+    // named by its variable there is no profile to read: the loader gets an
+    // empty one, and every setting comes from the environment.
+    if ["HOME", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]
+        .iter()
+        .all(|k| set(k).is_none())
+    {
+        loader = loader.profile_files(
+            EnvConfigFiles::builder()
+                .with_contents(EnvConfigFileKind::Config, "")
+                .build(),
+        );
+    }
     if let Some(region) = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")) {
         loader = loader.region(Region::new(region));
     }
@@ -78,7 +101,7 @@ pub async fn load_with(tuning: &Tuning, get: impl Fn(&str) -> Option<String>) ->
     if let Some(r) = &tuning.retries {
         loader = loader.retry_config(r.clone());
     }
-    loader.load().await
+    loader
 }
 
 /// The one HTTPS client every SDK client of the process shares.
@@ -154,6 +177,7 @@ fn root_certificates_pem() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_types::os_shim_internal::{Env, Fs};
 
     #[test]
     fn every_compiled_in_root_is_in_the_bundle() {
@@ -163,6 +187,32 @@ mod tests {
             webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
         );
         assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100);
+    }
+
+    /// Without a home (Lambda) the profile files are not read, even where
+    /// the SDK would look for them (the literal `~` path); with one they are.
+    #[tokio::test]
+    async fn without_a_home_no_profile_file_is_read() {
+        let profile = "[default]\nendpoint_url = http://from-the-profile\n";
+        let lambda = [("AWS_REGION", "eu-west-3")];
+        let laptop = [("AWS_REGION", "eu-west-3"), ("HOME", "/home/me")];
+        for (vars, read) in [(&lambda[..], false), (&laptop[..], true)] {
+            let get = |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            let sdk = loader(&Tuning::default(), get)
+                .env(Env::from_slice(vars))
+                .fs(Fs::from_slice(&[
+                    ("/home/me/.aws/config", profile),
+                    ("~/.aws/config", profile),
+                ]))
+                .load()
+                .await;
+            let expected = read.then_some("http://from-the-profile");
+            assert_eq!(sdk.endpoint_url(), expected, "{vars:?}");
+        }
     }
 
     #[tokio::test]
