@@ -24,9 +24,14 @@
 //! from the secret (read then) and keys in the environment, so the difference
 //! is what the read costs. Every read the stand-in serves is counted: one per
 //! such start, none at any init. The order rotates every round, so no binary
-//! always follows another. Each binary runs from a copy in a task folder of
-//! its own, as Lambda runs an unpacked deployment (`deploy`); `--in-place`
-//! runs them where they were built instead.
+//! always follows another. Each start waits `--settle-ms` after its events
+//! are prepared: preparing `complete`'s writes a part to Garage, and that
+//! work must not land in the start's time (back to back, identical binaries
+//! measured up to 0.8 ms apart). The pause lengthens every start, the
+//! baseline's too, by about 0.5 ms here (an idle VM wakes slower), so ratios
+//! from runs with different pauses do not compare. Each binary runs from a
+//! copy in a task folder of its own, as Lambda runs an unpacked deployment
+//! (`deploy`); `--in-place` runs them where they were built instead.
 
 mod deploy;
 mod events;
@@ -78,6 +83,12 @@ struct Args {
     /// each (a freshly linked file starts slower; see `deploy.rs`).
     #[arg(long)]
     in_place: bool,
+    /// Pause after preparing each start's events and before its clock
+    /// starts, so the local stack's own work for them (a part written to
+    /// Garage, DynamoDB Local's collector) does not share the CPU with the
+    /// start, as it never does on Lambda (0: start at once, back to back).
+    #[arg(long, default_value_t = 20)]
+    settle_ms: u64,
 }
 
 fn parse_before(s: &str) -> Result<(String, PathBuf), String> {
@@ -157,7 +168,8 @@ async fn main() -> Result<(), String> {
     for round in 0..args.runs {
         for i in (0..variants.len()).map(|i| (i + round) % variants.len()) {
             let v = &variants[i];
-            let s = run_once(v, &stack, &extra, &ctx, &shared).await?;
+            let settle = Duration::from_millis(args.settle_ms);
+            let s = run_once(v, &stack, &extra, &ctx, &shared, settle).await?;
             samples[i].push(s);
         }
     }
@@ -304,6 +316,7 @@ async fn run_once(
     extra: &BTreeMap<String, String>,
     ctx: &partwise::Context,
     shared: &events::Upload,
+    settle: Duration,
 ) -> Result<Sample, String> {
     // Everything the run needs is prepared before the clock starts.
     let (first, second) = match v.kind {
@@ -336,6 +349,7 @@ async fn run_once(
         .stderr(Stdio::null())
         .kill_on_drop(true);
 
+    tokio::time::sleep(settle).await;
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", v.binary))?;
     let Some(ready) = api.ready(WAIT).await else {
