@@ -165,10 +165,10 @@ async fn main() -> Result<(), String> {
     let shared = events::create(&ctx, 64 << 20).await?;
 
     let mut samples: Vec<Vec<Sample>> = variants.iter().map(|_| vec![]).collect();
+    let settle = Duration::from_millis(args.settle_ms);
     for round in 0..args.runs {
         for i in (0..variants.len()).map(|i| (i + round) % variants.len()) {
             let v = &variants[i];
-            let settle = Duration::from_millis(args.settle_ms);
             let s = run_once(v, &stack, &extra, &ctx, &shared, settle).await?;
             samples[i].push(s);
         }
