@@ -236,9 +236,9 @@ impl<'a> UploadParts<'a> {
             && part.checksum.map(|c| c.algorithm) == self.algorithm
     }
 
-    /// True when every URL signed for a part that [`UploadParts::fits`] is
-    /// printable ASCII without `"` or `\`, so it can be written into JSON as
-    /// it is: all but the bucket's base URL (checked once) is percent-encoded,
+    /// True when every URL these parts sign, of any shape, is printable
+    /// ASCII without `"` or `\`, so it can be written into JSON as it is:
+    /// all but the bucket's base URL (checked once) is percent-encoded,
     /// digits, hex or fixed ASCII.
     pub fn urls_are_plain(&self) -> bool {
         self.endpoint.plain
