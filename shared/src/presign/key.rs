@@ -2,7 +2,7 @@
 
 use super::encode::query_value;
 use aws_credential_types::Credentials;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::time::SystemTime;
 
