@@ -304,6 +304,20 @@ proptest! {
             prop_assert_eq!(&ours.url, &sdk);
             prop_assert_eq!(&ours.url, &sigv4);
         }
+        // The same parts written as a batch answer is, two at a time: each
+        // URL as the part signed alone, in order, between its delimiters.
+        let mut written = String::new();
+        batch.write_urls(
+            parts.iter().map(|p| request(&key, &upload_id, p)),
+            &mut written,
+            |out, part| out.push_str(&format!("<{}:", part.part_number)),
+            ">",
+        );
+        let one_by_one: String = parts
+            .iter()
+            .map(|p| format!("<{}:{}>", p.0, batch.sign(&request(&key, &upload_id, p)).url))
+            .collect();
+        prop_assert_eq!(written, one_by_one);
     }
 }
 

@@ -130,26 +130,28 @@ fn batch_answer(signer: &PartSigner<'_>, upload: &Upload, numbers: &[u32], expir
     // A part of another shape is signed from scratch by `write_url`, and its
     // URL is as plain: plainness depends only on the bucket's base URL.
     let plain = parts.urls_are_plain();
-    let mut out = String::from(r#"{"presignedUrls":{"#);
-    for (i, &n) in numbers.iter().enumerate() {
-        if i > 0 {
+    let mut out = String::with_capacity((parts.url_len() + 16) * numbers.len() + 64);
+    out.push_str(r#"{"presignedUrls":{"#);
+    let mut first = true;
+    let mut key = |out: &mut String, n: u32| {
+        if !std::mem::take(&mut first) {
             out.push(',');
         }
         out.push('"');
         out.push_str(itoa::Buffer::new().format(n));
         out.push_str(r#"":"#);
-        let part = part(n);
-        if plain {
+    };
+    if plain {
+        let open = |out: &mut String, part: &PartRequest<'_>| {
+            key(out, part.part_number);
             out.push('"');
-            parts.write_url(&part, &mut out);
-            out.push('"');
-        } else {
-            let url = parts.sign(&part).url;
+        };
+        parts.write_urls(numbers.iter().map(|&n| part(n)), &mut out, open, "\"");
+    } else {
+        for &n in numbers {
+            key(&mut out, n);
+            let url = parts.sign(&part(n)).url;
             out.push_str(&serde_json::to_string(&url).unwrap_or_else(|_| "null".into()));
-        }
-        if i == 0 {
-            // Every URL of a batch is as long as the first, give or take a few digits.
-            out.reserve((out.len() + 8) * numbers.len());
         }
     }
     out.push_str(r#"},"expires":"#);

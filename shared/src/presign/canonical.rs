@@ -1,8 +1,7 @@
 //! UploadPart's SigV4 canonical request and string to sign, hashed once up to a part's own values.
 
 use super::key::SigningKey;
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use super::sha::{self, Midstate, Scratch};
 use std::time::SystemTime;
 
 /// S3 never hashes a presigned body: the client's bytes are not known yet.
@@ -40,18 +39,21 @@ pub(super) struct PartValues<'a> {
 
 /// The canonical request with the part's values left out, and the string to
 /// sign up to the canonical request's hash. Everything before the part
-/// number is hashed once (SHA-256 state and HMAC state are cloned for each
-/// part), so a part costs only its own few blocks: with a Lambda's 1 KB
-/// session token in the query, that is a tenth of the whole request.
+/// number is hashed once (each part resumes from the saved SHA-256 states),
+/// so a part costs only its own few blocks: with a Lambda's 1 KB session
+/// token in the query, that is a tenth of the whole request.
 #[derive(Clone)]
 pub(super) struct Template {
     /// The canonical request hashed through `&partNumber=`.
-    head: Sha256,
+    head: Midstate,
     /// The text after the part number, after the content length and after
     /// the checksum value (the last two only when they are signed).
     after: Vec<String>,
-    /// The signing key's HMAC, having taken the string to sign up to the hash.
-    string_to_sign: Hmac<Sha256>,
+    /// The signing key's inner HMAC hash, having taken the string to sign
+    /// up to the canonical request's hash.
+    string_to_sign: Midstate,
+    /// The signing key's outer HMAC hash.
+    outer: Midstate,
     sized: bool,
     checked: bool,
 }
@@ -63,7 +65,7 @@ impl Template {
     /// `content-length`, `host`, then any `x-amz-checksum-*`.
     pub fn new(c: &Canonical<'_>, key: &SigningKey) -> Template {
         // Hashed as written: the head holds the session token, most of the request.
-        let mut head = Sha256::new();
+        let mut head = Midstate::new();
         for piece in [
             "PUT\n",
             c.path,
@@ -76,18 +78,18 @@ impl Template {
             "&X-Amz-Expires=",
             c.expires,
         ] {
-            head.update(piece);
+            head.update(piece.as_bytes());
         }
         if let Some(token) = &key.token_param {
-            head.update("&X-Amz-Security-Token=");
-            head.update(token);
+            head.update(b"&X-Amz-Security-Token=");
+            head.update(token.as_bytes());
         }
         for piece in [
             "&X-Amz-SignedHeaders=",
             c.signed_headers_param,
             "&partNumber=",
         ] {
-            head.update(piece);
+            head.update(piece.as_bytes());
         }
 
         let mut after = vec![String::with_capacity(
@@ -113,7 +115,7 @@ impl Template {
             text(&mut after, piece);
         }
 
-        let mut string_to_sign = key.mac();
+        let mut string_to_sign = key.hmac().inner();
         for piece in [ALGORITHM, "\n", c.amz_date, "\n", &key.scope, "\n"] {
             string_to_sign.update(piece.as_bytes());
         }
@@ -121,6 +123,7 @@ impl Template {
             head,
             after,
             string_to_sign,
+            outer: key.hmac().outer().clone(),
             sized: c.sized,
             checked: c.checksum_header.is_some(),
         }
@@ -128,28 +131,59 @@ impl Template {
 
     /// The part's signature, as lowercase hex. A value the template does not
     /// sign is ignored; the caller gives exactly the ones it signs.
-    pub fn signature(&self, values: &PartValues<'_>) -> [u8; 64] {
-        let mut h = self.head.clone();
-        h.update(values.part_number);
-        let mut after = self.after.iter();
-        h.update(after.next().expect("the text after the part number"));
+    pub fn signature(&self, values: &PartValues<'_>, scratch: &mut Scratch) -> [u8; 64] {
+        let hash = to_hex(&sha::finish(&self.head, &self.rest(values), scratch));
+        let inner = sha::finish(&self.string_to_sign, &[&hash], scratch);
+        to_hex(&sha::finish(&self.outer, &[&inner], scratch))
+    }
+
+    /// Two parts' signatures, each hash of the one beside the other's (see [`sha`]).
+    pub fn signatures(&self, [a, b]: [&PartValues<'_>; 2], scratch: &mut Scratch) -> [[u8; 64]; 2] {
+        let hashes = sha::finish_two(
+            (&self.head, &self.rest(a)),
+            (&self.head, &self.rest(b)),
+            scratch,
+        )
+        .map(|h| to_hex(&h));
+        let [inner_a, inner_b] = sha::finish_two(
+            (&self.string_to_sign, &[&hashes[0]]),
+            (&self.string_to_sign, &[&hashes[1]]),
+            scratch,
+        );
+        sha::finish_two(
+            (&self.outer, &[&inner_a]),
+            (&self.outer, &[&inner_b]),
+            scratch,
+        )
+        .map(|s| to_hex(&s))
+    }
+
+    /// The canonical request from the part number on, in pieces.
+    fn rest<'a>(&'a self, values: &PartValues<'a>) -> [&'a [u8]; 6] {
+        let mut after = self.after.iter().map(String::as_bytes);
+        let mut pieces: [&[u8]; 6] = [b""; 6];
+        pieces[0] = values.part_number.as_bytes();
+        pieces[1] = after.next().unwrap_or_default();
+        let mut next = 2;
         for (signed, value) in [
             (self.sized, values.content_length),
             (self.checked, values.checksum),
         ] {
             if signed {
-                h.update(value.unwrap_or_default());
-                h.update(after.next().expect("one piece per value"));
+                pieces[next] = value.unwrap_or_default().as_bytes();
+                pieces[next + 1] = after.next().unwrap_or_default();
+                next += 2;
             }
         }
-        let mut hash = [0u8; 64];
-        hex::encode_to_slice(h.finalize(), &mut hash).expect("64 hex digits");
-        let mut mac = self.string_to_sign.clone();
-        mac.update(&hash);
-        let mut out = [0u8; 64];
-        hex::encode_to_slice(mac.finalize().into_bytes(), &mut out).expect("64 hex digits");
-        out
+        pieces
     }
+}
+
+/// 32 bytes as 64 lowercase hex digits.
+fn to_hex(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(bytes, &mut out).expect("64 hex digits");
+    out
 }
 
 /// `YYYYMMDDTHHMMSSZ` (UTC), SigV4's `X-Amz-Date`; its first 8 characters

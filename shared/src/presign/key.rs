@@ -1,6 +1,7 @@
 //! A SigV4 signing key: derived once for one day, region, service and set of credentials.
 
 use super::encode::query_value;
+use super::sha::HmacKey;
 use aws_credential_types::Credentials;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -10,9 +11,9 @@ use std::time::SystemTime;
 /// credentials it came from, so a cache can tell when they change.
 #[derive(Clone)]
 pub struct SigningKey {
-    /// HMAC already keyed with the derived key: each signature clones it
-    /// instead of hashing the key's pads again.
-    mac: Hmac<Sha256>,
+    /// The derived key with its pads already hashed: a signature costs only
+    /// the string to sign's blocks and one more.
+    hmac: HmacKey,
     credentials: Credentials,
     /// `YYYYMMDD`, the day the key signs for (UTC).
     date: String,
@@ -57,7 +58,7 @@ impl SigningKey {
             s
         });
         SigningKey {
-            mac: Hmac::<Sha256>::new_from_slice(&k).expect("HMAC takes any key length"),
+            hmac: HmacKey::new(&k),
             credentials: credentials.clone(),
             date: date.to_string(),
             scope,
@@ -82,9 +83,9 @@ impl SigningKey {
         self.credentials.expiry()
     }
 
-    /// An HMAC keyed with the derived key, to take a string to sign.
-    pub(super) fn mac(&self) -> Hmac<Sha256> {
-        self.mac.clone()
+    /// The derived key, to sign strings with.
+    pub(super) fn hmac(&self) -> &HmacKey {
+        &self.hmac
     }
 }
 
@@ -124,9 +125,8 @@ mod tests {
             "s3",
         );
         let expected = aws_sigv4::sign::v4::calculate_signature(theirs, b"some string");
-        let mut mac = key.mac();
-        mac.update(b"some string");
-        assert_eq!(hex::encode(mac.finalize().into_bytes()), expected);
+        let mac = key.hmac().mac(b"some string", &mut Default::default());
+        assert_eq!(hex::encode(mac), expected);
         assert_eq!(key.scope, "20150830/us-east-1/s3/aws4_request");
         assert_eq!(
             key.credential_param,

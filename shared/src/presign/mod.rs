@@ -7,8 +7,9 @@
 //! derives the signing key again for every request. No crate presigns with a
 //! key derived once per day and builds UploadPart's canonical request
 //! directly, hashing what every part of an upload shares once per batch
-//! ([`UploadParts`]); `shared/tests/presign.rs` holds the output byte for
-//! byte to `aws-sigv4`'s and to the SDK's for the same inputs.
+//! ([`UploadParts`]) and signing a batch's parts two at a time (`sha`);
+//! `shared/tests/presign.rs` holds the output byte for byte to `aws-sigv4`'s
+//! and to the SDK's for the same inputs.
 
 mod cache;
 mod canonical;
@@ -16,6 +17,7 @@ mod encode;
 mod key;
 mod part;
 mod post;
+mod sha;
 
 pub use cache::KeyCache;
 pub use key::SigningKey;

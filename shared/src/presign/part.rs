@@ -4,6 +4,7 @@ use super::SignedUrl;
 use super::canonical::{ALGORITHM, Canonical, PartValues, Template, amz_date};
 use super::encode;
 use super::key::SigningKey;
+use super::sha::Scratch;
 use crate::error::{Error, Result};
 use crate::model::ChecksumAlgorithm;
 use crate::storage::PartChecksum;
@@ -244,11 +245,20 @@ impl<'a> UploadParts<'a> {
         self.endpoint.plain
     }
 
+    /// How long a URL these parts sign is, but for its part number's digits
+    /// (and, for a part of another shape, its size's and checksum's).
+    pub fn url_len(&self) -> usize {
+        self.url_head.len()
+            + self.url_mid.len()
+            + 64
+            + self
+                .token
+                .map_or(0, |t| "&X-Amz-Security-Token=".len() + t.len())
+    }
+
     /// The URL to PUT `part`.
     pub fn sign(&self, part: &PartRequest<'_>) -> SignedUrl {
-        let mut url = String::with_capacity(
-            self.url_head.len() + self.url_mid.len() + self.token.map_or(0, str::len) + 128,
-        );
+        let mut url = String::with_capacity(self.url_len() + 16);
         self.write_url(part, &mut url);
         // `content-length` is left out of the headers to send: clients set it
         // themselves from the body (browsers refuse to let a page set it).
@@ -269,22 +279,76 @@ impl<'a> UploadParts<'a> {
             return UploadParts::new(self.endpoint, self.key, self.stamp, part)
                 .write_url(part, out);
         }
-        let mut number = itoa::Buffer::new();
-        let number = number.format(part.part_number);
-        let mut length = itoa::Buffer::new();
-        let signature = self.template.signature(&PartValues {
-            part_number: number,
-            content_length: part.content_length.map(|n| length.format(n)),
-            checksum: part.checksum.map(|c| c.value.as_str()),
-        });
+        let (mut number, mut length) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let values = values(part, &mut number, &mut length);
+        let signature = self.template.signature(&values, &mut Scratch::default());
+        self.write_signed(&values, &signature, out);
+    }
+
+    /// Appends each part's URL to `out`, with `before` written ahead of it
+    /// and `after` behind it. Parts of this upload's shape are signed two at
+    /// a time, each hash beside the other's, which takes about two thirds of
+    /// the time of signing them one by one; any other part from scratch.
+    pub fn write_urls<'p>(
+        &self,
+        parts: impl IntoIterator<Item = PartRequest<'p>>,
+        out: &mut String,
+        mut before: impl FnMut(&mut String, &PartRequest<'p>),
+        after: &str,
+    ) {
+        let scratch = &mut Scratch::default();
+        let mut parts = parts.into_iter();
+        while let Some(a) = parts.next() {
+            match parts.next() {
+                Some(b) if self.fits(&a) && self.fits(&b) => {
+                    let mut buffers: [itoa::Buffer; 4] = Default::default();
+                    let [number_a, length_a, number_b, length_b] = &mut buffers;
+                    let values_a = values(&a, number_a, length_a);
+                    let values_b = values(&b, number_b, length_b);
+                    let signatures = self.template.signatures([&values_a, &values_b], scratch);
+                    for (part, values, signature) in [
+                        (&a, &values_a, &signatures[0]),
+                        (&b, &values_b, &signatures[1]),
+                    ] {
+                        before(out, part);
+                        self.write_signed(values, signature, out);
+                        out.push_str(after);
+                    }
+                }
+                b => {
+                    for part in std::iter::once(a).chain(b) {
+                        before(out, &part);
+                        self.write_url(&part, out);
+                        out.push_str(after);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends the URL of the part with these values and this signature.
+    fn write_signed(&self, values: &PartValues<'_>, signature: &[u8; 64], out: &mut String) {
         out.push_str(&self.url_head);
-        out.push_str(number);
+        out.push_str(values.part_number);
         out.push_str(&self.url_mid);
-        out.push_str(std::str::from_utf8(&signature).expect("hex is ASCII"));
+        out.push_str(std::str::from_utf8(signature).expect("hex is ASCII"));
         if let Some(token) = self.token {
             out.push_str("&X-Amz-Security-Token=");
             out.push_str(token);
         }
+    }
+}
+
+/// A part's own values in its canonical request, its numbers written in the buffers given.
+fn values<'a>(
+    part: &PartRequest<'a>,
+    number: &'a mut itoa::Buffer,
+    length: &'a mut itoa::Buffer,
+) -> PartValues<'a> {
+    PartValues {
+        part_number: number.format(part.part_number),
+        content_length: part.content_length.map(|n| length.format(n)),
+        checksum: part.checksum.map(|c| c.value.as_str()),
     }
 }
 
