@@ -12,7 +12,7 @@ use aws_sigv4::http_request::{
     PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
     UriPathNormalizationMode, sign,
 };
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use partwise::api::{self, Function};
 use partwise::presign::{PartRequest, Presigner};
 use partwise_local::Stack;
@@ -258,6 +258,29 @@ fn batch_vs_round_trip(c: &mut Criterion) {
             resp
         })
     });
+    // Not the handler's: what `lambda_runtime` does with its answer before
+    // sending it to the Runtime API, serde_json writing it out. Given the
+    // handler's answer, serde_json checks each byte of the body for
+    // characters to escape; given `api::wire`'s, it copies it.
+    let answer = rt.block_on(api::handle(
+        &ctx,
+        function_of("GET /s3/multipart/{uploadId}/batch"),
+        batch(),
+    ));
+    g.bench_function(
+        "the 1,000-URL answer for the Runtime API, serde_json alone",
+        |b| b.iter(|| serde_json::to_vec(black_box(&answer)).unwrap()),
+    );
+    g.bench_function(
+        "the 1,000-URL answer for the Runtime API, through api::wire",
+        |b| {
+            b.iter_batched(
+                || answer.clone(),
+                |a| serde_json::to_vec(&api::wire::encode(a).unwrap()).unwrap(),
+                BatchSize::SmallInput,
+            )
+        },
+    );
     // The same call for one URL, each right after an untimed 1,000-URL call,
     // so DynamoDB Local sees requests at the batch's pace (it answers a
     // request that follows a pause more slowly than one in a back-to-back
@@ -279,15 +302,26 @@ fn batch_vs_round_trip(c: &mut Criterion) {
             }
         })
     });
+    let part = |n| PartRequest {
+        key: "uploads/bench-user/x/big.bin",
+        upload_id: &upload_id,
+        part_number: n,
+        checksum: None,
+        content_length: Some(5 * MIB),
+    };
+    // As the batch route writes them: two at a time, into one answer.
     g.bench_function("presigner alone, 1,000 URLs", |b| {
         b.to_async(&rt).iter(|| async {
-            let part = |n| PartRequest {
-                key: "uploads/bench-user/x/big.bin",
-                upload_id: &upload_id,
-                part_number: n,
-                checksum: None,
-                content_length: Some(5 * MIB),
-            };
+            let signer = ctx.presigner.part_signer(EXPIRY).await.unwrap();
+            let parts = signer.parts_like(&part(1));
+            let mut out = String::with_capacity((parts.url_len() + 16) * 1000);
+            parts.write_urls((1..=1000u32).map(part), &mut out, |_, _| {}, "\n");
+            black_box(out)
+        })
+    });
+    // The baseline beside it: one URL at a time, each its own string.
+    g.bench_function("presigner alone, 1,000 URLs one at a time", |b| {
+        b.to_async(&rt).iter(|| async {
             let signer = ctx.presigner.part_signer(EXPIRY).await.unwrap();
             let parts = signer.parts_like(&part(1));
             for n in 1..=1000u32 {

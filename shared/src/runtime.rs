@@ -27,7 +27,10 @@ pub async fn serve_api(function: api::Function) -> Result<(), lambda_runtime::Er
     let ctx = &Context::from_env().await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Infallible>(api::handle(ctx, function, event.payload).await)
+            // Cannot fail: every answer is a struct of strings; if it did,
+            // Lambda would report the error rather than a made-up answer.
+            api::wire::encode(api::handle(ctx, function, event.payload).await)
+                .map_err(lambda_runtime::Error::from)
         },
     ))
     .await

@@ -11,6 +11,7 @@ pub mod response;
 pub mod routes;
 mod sign;
 mod uploads;
+pub mod wire;
 
 use crate::Context;
 use crate::error::{Error, Result};
