@@ -1,7 +1,8 @@
 //! Partwise: serverless S3 multipart uploads that never leak storage.
 //!
 //! Every Lambda in `functions/` is a thin shell around this crate:
-//! - [`api`]: the HTTP API's handlers and route table (API Gateway payload 2.0);
+//! - [`api`]: the HTTP API's handlers and route table (API Gateway payload 2.0),
+//!   and its answers as the Lambda Runtime API takes them;
 //! - [`lifecycle`]: complete and abort, choreographed with the state machine;
 //! - [`notify`]: upload events, from the tracking table's stream to EventBridge;
 //! - [`metadata`]: Uppy's metadata as S3 user metadata;
