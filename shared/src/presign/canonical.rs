@@ -137,7 +137,7 @@ impl Template {
         to_hex(&sha::finish(&self.outer, &[&inner], scratch))
     }
 
-    /// Two parts' signatures, each hash of the one beside the other's (see [`sha`]).
+    /// Two parts' signatures, each block of one hashed beside the other's (see [`sha`]).
     pub fn signatures(&self, [a, b]: [&PartValues<'_>; 2], scratch: &mut Scratch) -> [[u8; 64]; 2] {
         let hashes = sha::finish_two(
             (&self.head, &self.rest(a)),

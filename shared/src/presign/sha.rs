@@ -5,7 +5,7 @@
 //! turn. A part URL's signature is three hashes in a chain, about seven
 //! blocks, each block waiting on the one before it; the blocks of two parts,
 //! compressed in turn, let the CPU work on one while the other's result is
-//! pending. Measured on this project's machine: 1,000 signatures in 0.33 ms
+//! pending. In a loop of 1,000 signatures on this project's machine: 0.33 ms
 //! two at a time, against 0.49 ms through `sha2` and `hmac` one at a time.
 
 use sha2::block_api::compress256;
