@@ -275,13 +275,18 @@ impl<'a> UploadParts<'a> {
 
     /// Appends the URL to PUT `part` to `out`.
     pub fn write_url(&self, part: &PartRequest<'_>, out: &mut String) {
+        self.write_one(part, out, &mut Scratch::default());
+    }
+
+    /// [`UploadParts::write_url`], padding hashes in `scratch`.
+    fn write_one(&self, part: &PartRequest<'_>, out: &mut String, scratch: &mut Scratch) {
         if !self.fits(part) {
             return UploadParts::new(self.endpoint, self.key, self.stamp, part)
-                .write_url(part, out);
+                .write_one(part, out, scratch);
         }
         let (mut number, mut length) = (itoa::Buffer::new(), itoa::Buffer::new());
         let values = values(part, &mut number, &mut length);
-        let signature = self.template.signature(&values, &mut Scratch::default());
+        let signature = self.template.signature(&values, scratch);
         self.write_signed(&values, &signature, out);
     }
 
@@ -318,7 +323,7 @@ impl<'a> UploadParts<'a> {
                 b => {
                     for part in std::iter::once(a).chain(b) {
                         before(out, &part);
-                        self.write_url(&part, out);
+                        self.write_one(&part, out, scratch);
                         out.push_str(after);
                     }
                 }
