@@ -28,7 +28,7 @@
 //! are prepared: preparing `complete`'s writes a part to Garage, and that
 //! work must not land in the start's time (back to back, identical binaries
 //! measured up to 0.8 ms apart). The pause lengthens every start, the
-//! baseline's too, by about 0.5 ms here (an idle VM wakes slower), so ratios
+//! baseline's too, by 0.2–0.5 ms here (an idle VM wakes slower), so ratios
 //! from runs with different pauses do not compare. Each binary runs from a
 //! copy in a task folder of its own, as Lambda runs an unpacked deployment
 //! (`deploy`); `--in-place` runs them where they were built instead.
