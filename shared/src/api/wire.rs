@@ -56,9 +56,9 @@ fn encode_from(
     // serde_json's own object, less its closing brace, then a string member
     // whose only bytes JSON requires escaped (`"` and `\`; `plain` ruled out
     // control characters) are escaped, then the brace. `from_string` would
-    // parse all 1.1 MB of a 1,000-URL answer again to learn that, which
-    // measured longer than the rest of this function. Debug builds, and so
-    // every test, still check it, in `from_string_unchecked`'s `debug_assert!`.
+    // parse all 1.1 MB of a 1,000-URL answer again to learn that: 0.2–0.3 ms
+    // in a side-by-side test. Debug builds, and so every test, still check
+    // it, in `from_string_unchecked`'s `debug_assert!`.
     Ok(unsafe { RawValue::from_string_unchecked(out) })
 }
 
