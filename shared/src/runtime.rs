@@ -21,6 +21,22 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Runs a function's `serve` future to its end on a runtime with one thread.
+///
+/// A Lambda instance handles one event at a time, and what a handler does
+/// at once (the sweep's aborts, notify's PutEvents calls) is futures polled
+/// together, so worker threads would have nothing to run side by side; in
+/// `coldstart`, starting them cost `sign-part` about 0.5 ms of its init (see
+/// the README). Blocking work (DNS lookups) still gets Tokio's blocking pool.
+pub fn block_on(
+    serve: impl std::future::Future<Output = Result<(), lambda_runtime::Error>>,
+) -> Result<(), lambda_runtime::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve)
+}
+
 /// Serves one API function: every event becomes an answer, errors included.
 pub async fn serve_api(function: api::Function) -> Result<(), lambda_runtime::Error> {
     init_logging();
@@ -105,6 +121,22 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_790_000_000_000;
+
+    #[test]
+    fn block_on_serves_on_one_thread_with_timers_and_a_blocking_pool() {
+        let caller = std::thread::current().id();
+        let result = block_on(async move {
+            // The SDK's timeouts need the timer; its DNS lookups, the blocking pool.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            // hyper runs each connection as a task of its own: on the same thread.
+            let spawned = tokio::spawn(async { std::thread::current().id() }).await?;
+            assert_eq!(spawned, caller);
+            let blocking = tokio::task::spawn_blocking(|| std::thread::current().id()).await?;
+            assert_ne!(blocking, caller);
+            Err("the service's own error".into())
+        });
+        assert_eq!(result.unwrap_err().to_string(), "the service's own error");
+    }
 
     #[test]
     fn a_future_deadline_is_kept() {

@@ -1,7 +1,6 @@
 //! `abort`: aborts an upload and confirms that no part remains.
 //! All logic lives in the `partwise` crate; this binary only wires it to Lambda.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    partwise::runtime::serve_api(partwise::api::Function::Abort).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    partwise::runtime::block_on(partwise::runtime::serve_api(partwise::api::Function::Abort))
 }
