@@ -11,7 +11,7 @@
 # 2. builds the page (esbuild) and partwise-local (or takes $PARTWISE_LOCAL_BIN);
 # 3. starts `partwise-local serve --anonymous` on a free port (its own stack),
 #    or uses the API at $E2E_API if set;
-# 4. runs e2e/uploads.test.mjs (node --test), one line per case;
+# 4. runs e2e/*.test.mjs (node --test), one line per case;
 # 5. stops everything it started, however it ends. Exit status 0 only if all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -34,6 +34,7 @@ const params = new URLSearchParams(location.search)
 
 let session = null // { api, endpoint, expires, anonymous, name }
 const waiting = new Map() // file id → why it waits ('network' | 'expired')
+const restarted = new Set() // file ids started again after a resume was refused
 
 // --- messages -----------------------------------------------------------------
 
@@ -107,7 +108,8 @@ async function call(url, init = {}) {
 async function reachable() {
   if (navigator.onLine === false) return false
   try {
-    await fetch(`${session?.api ?? $('api').value}/`, { cache: 'no-store', signal: AbortSignal.timeout(5000) })
+    // no-cors: any answer at all counts, readable or not.
+    await fetch(`${session?.api ?? $('api').value}/`, { mode: 'no-cors', cache: 'no-store', signal: AbortSignal.timeout(5000) })
     return true
   } catch {
     return false
@@ -274,6 +276,15 @@ uppy.on('upload-error', async (file, error) => {
   const s3 = xhr ? { status: xhr.status, code: xhr.status > 0 ? s3Code(safeText(xhr)) : undefined } : null
   // A refusal the browser may read says enough. Otherwise: is it the
   // connection, or an answer the browser may not read (S3 without CORS)?
+  // A restored upload another sign-in started (an anonymous visitor is a new
+  // owner after a browser restart) cannot be resumed: it starts again, once.
+  if (api?.status === 404 && current.s3Multipart && !restarted.has(file.id)) {
+    restarted.add(file.id)
+    uppy.setFileState(file.id, { s3Multipart: undefined, error: null })
+    say(`file:${file.id}`, `“${current.name}” could not be resumed under this sign-in, so it starts again from the beginning.`, { kind: 'info' })
+    uppy.retryUpload(file.id).catch(() => {})
+    return
+  }
   const up = api?.status > 0 || s3?.status > 0 ? true : await reachable()
   const out = explain({
     name: current.name,
@@ -398,6 +409,7 @@ async function refresh() {
     list = await call(`${session.endpoint}/s3/multipart?bytes=true`)
   } catch (e) {
     if (e.status === 401) {
+      if (document.querySelector('#messages li[data-kind="expired"]')) return
       say('expired', 'Your sign-in has expired. Sign in again to see and continue your uploads.', {
         kind: KINDS.expired,
         actions: [{ label: 'Sign in again', run: signInAgain }],
