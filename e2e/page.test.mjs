@@ -96,9 +96,16 @@ test('sign in, upload two files, both complete with their sizes, cancel a third,
     const third = { name: 'cancel-me.bin', data: randomBytes(12 * MiB) }
     await writeFile(path.join(dir, third.name), third.data)
     await page.evaluate(() => window.partwise.uppy().getFiles().forEach((f) => window.partwise.uppy().removeFile(f.id)))
+    // Part 2's signing is held, so the cancel certainly comes midway.
+    let hit
+    const held = new Promise((resolve) => {
+      hit = resolve
+    })
+    await page.route((url) => url.href.startsWith(API) && /\/s3\/multipart\/[^/]+\/2$/.test(url.pathname), (route) => hit(route))
     await upload(page, path.join(dir, third.name))
-    await page.waitForFunction(() => window.partwise.uppy().getFiles().some((f) => f.s3Multipart?.uploadId), null, { timeout: 30_000 })
+    const route = await held
     await page.click('.uppy-StatusBar-actionBtn--cancel, button[aria-label="Cancel"]')
+    await route.abort().catch(() => {})
     await page.evaluate(() => window.partwise.refresh())
     const row = await waitRow(page, third.name, 'ABORTED', 30_000)
     assert.match(row.held, /^—$/)

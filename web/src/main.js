@@ -33,7 +33,7 @@ const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
 
 let session = null // { api, endpoint, expires, anonymous, name }
-const waiting = new Map() // file id → why it waits ('network' | 'expired')
+const waiting = new Map() // file id → KINDS.expired, or the symbol of its wait for the connection
 const restarted = new Set() // file ids started again after a resume was refused
 
 // --- messages -----------------------------------------------------------------
@@ -74,11 +74,10 @@ function say(id, text, { kind = 'error', actions = [] } = {}) {
 
 /** A short polite announcement for screen readers (upload started, done...). */
 function announce(text) {
+  // The same text again is no change to a live region: say it with a
+  // different invisible ending so it is read again.
   const a = $('announce')
-  a.textContent = ''
-  setTimeout(() => {
-    a.textContent = text
-  }, 50)
+  a.textContent = a.textContent === text ? `${text}\u00a0` : text
 }
 
 // --- API calls the page makes itself ------------------------------------------
@@ -262,7 +261,11 @@ uppy.on('upload', (_, files) => {
 })
 
 uppy.on('upload-success', (file) => {
-  say(`file:${file.id}`, '')
+  // An error about the file is over; a note (connection back, restarted) stays.
+  const note = document.querySelector(`#messages li[data-id="${CSS.escape(`file:${file.id}`)}"]`)
+  if (note?.dataset.kind !== 'info') note?.remove()
+  // Not every path ends in Uppy's 'complete' event (a single retried file does not).
+  refreshSoon()
   announce(`${file.name} uploaded.`)
 })
 
@@ -274,17 +277,18 @@ uppy.on('upload-error', async (file, error) => {
   const api = takeFailure(current)
   const xhr = error?.request
   const s3 = xhr ? { status: xhr.status, code: xhr.status > 0 ? s3Code(safeText(xhr)) : undefined } : null
-  // A refusal the browser may read says enough. Otherwise: is it the
-  // connection, or an answer the browser may not read (S3 without CORS)?
   // A restored upload another sign-in started (an anonymous visitor is a new
   // owner after a browser restart) cannot be resumed: it starts again, once.
   if (api?.status === 404 && current.s3Multipart && !restarted.has(file.id)) {
     restarted.add(file.id)
     uppy.setFileState(file.id, { s3Multipart: undefined, error: null })
-    say(`file:${file.id}`, `“${current.name}” could not be resumed under this sign-in, so it starts again from the beginning.`, { kind: 'info' })
     uppy.retryUpload(file.id).catch(() => {})
+    // After the retry: starting an upload clears the file's earlier messages.
+    say(`file:${file.id}`, `“${current.name}” could not be resumed under this sign-in, so it starts again from the beginning.`, { kind: 'info' })
     return
   }
+  // A refusal the browser may read says enough. Otherwise: is it the
+  // connection, or an answer the browser may not read (S3 without CORS)?
   const up = api?.status > 0 || s3?.status > 0 ? true : await reachable()
   const out = explain({
     name: current.name,
@@ -331,17 +335,19 @@ async function stop(file, out) {
 }
 
 /** Retries a file once the API answers again: every 2 s, then slower, for at most 30 min. */
-function waitForConnection(fileId) {
-  waiting.set(fileId, KINDS.network)
+function waitForConnection(fileId, first = 2000) {
+  const token = Symbol(KINDS.network)
+  waiting.set(fileId, token)
   const started = Date.now()
   let delay = 2000
   const tick = async () => {
-    if (waiting.get(fileId) !== KINDS.network || !uppy.getFile(fileId)) return
+    // A newer wait for the same file (after an 'online' event) takes over.
+    if (waiting.get(fileId) !== token || !uppy.getFile(fileId)) return
     if (await reachable()) {
       waiting.delete(fileId)
       const f = uppy.getFile(fileId)
-      say(`file:${fileId}`, `The connection is back; “${f.name}” goes on where it stopped.`, { kind: 'info' })
       uppy.retryUpload(fileId).catch(() => {})
+      say(`file:${fileId}`, `The connection is back; “${f.name}” goes on where it stopped.`, { kind: 'info' })
       return
     }
     if (Date.now() - started > 30 * 60_000) {
@@ -352,14 +358,14 @@ function waitForConnection(fileId) {
     delay = Math.min(delay * 1.5, 30_000)
     setTimeout(tick, delay)
   }
-  setTimeout(tick, delay)
+  setTimeout(tick, first)
 }
 window.addEventListener('online', () => {
-  for (const [id, why] of waiting) {
-    if (why === KINDS.network) {
-      waiting.delete(id)
-      waitForConnection(id)
-    }
+  // Collected first: waitForConnection puts each id back into `waiting`.
+  const ids = [...waiting].filter(([, why]) => typeof why === 'symbol').map(([id]) => id)
+  for (const id of ids) {
+    waiting.delete(id)
+    waitForConnection(id, 0)
   }
 })
 
