@@ -76,7 +76,7 @@ test('keyboard sign-in, focus order, announced states, and no serious axe-core v
     await writeFile(done, randomBytes(200 * 1024))
     await upload(page, done)
     await waitRow(page, 'minutes.pdf', 'COMPLETED')
-    assert.equal(await page.textContent('#announce'), 'minutes.pdf uploaded.')
+    await page.waitForFunction(() => document.querySelector('#announce').textContent === 'minutes.pdf uploaded.', null, { timeout: 10_000 })
     await page.evaluate(() => window.partwise.uppy().getFiles().forEach((f) => window.partwise.uppy().removeFile(f.id)))
     await page.route((url) => url.href.startsWith(API) && /\/s3\/multipart\/[^/]+\/2$/.test(url.pathname), () => {})
     const open = path.join(dir, 'raw-footage.mov')
@@ -87,13 +87,14 @@ test('keyboard sign-in, focus order, announced states, and no serious axe-core v
     await waitRow(page, 'raw-footage.mov', 'ACTIVE')
 
     // Focus order follows the page: account, then the Dashboard, then the list.
-    await page.focus('#who').catch(() => {})
-    await page.evaluate(() => document.activeElement?.blur())
     const order = await tabOrder(page, 40)
-    const at = (name) => order.findIndex((x) => x === name || x?.startsWith?.(name))
-    assert.ok(at('signout') >= 0, `sign-out reachable: ${order.join(' | ')}`)
-    assert.ok(at('refresh') > at('signout'), `refresh after sign-out: ${order.join(' | ')}`)
-    assert.ok(at('Abort the upload of raw-footage.mov') > at('refresh'), `abort after refresh: ${order.join(' | ')}`)
+    const from = order.indexOf('signout')
+    const at = (name) => order.indexOf(name, from)
+    const seen = order.join(' | ')
+    assert.ok(from >= 0, `sign-out reachable: ${seen}`)
+    assert.ok(at('Add more files') > from, `then the Dashboard: ${seen}`)
+    assert.ok(at('refresh') > at('Add more files'), `then the list: ${seen}`)
+    assert.ok(at('Abort the upload of raw-footage.mov') > at('refresh'), `then its Abort: ${seen}`)
 
     for (const v of [DESKTOP, PHONE]) {
       await page.setViewportSize(v)
@@ -105,7 +106,7 @@ test('keyboard sign-in, focus order, announced states, and no serious axe-core v
     await page.focus('button[aria-label="Abort the upload of raw-footage.mov"]')
     await page.keyboard.press('Enter')
     await waitRow(page, 'raw-footage.mov', 'ABORTED')
-    assert.match(await page.textContent('#announce'), /^raw-footage\.mov aborted\.$/)
+    await page.waitForFunction(() => document.querySelector('#announce').textContent === 'raw-footage.mov aborted.', null, { timeout: 10_000 })
   } catch (e) {
     console.error(diagnose(p))
     throw e

@@ -230,6 +230,13 @@ const uppy = new Uppy({ id: 'partwise', autoProceed: false })
   .use(AwsS3, { companionEndpoint: GRANT, shouldUseMultipart: (file) => file.size > 0 })
   .use(GoldenRetriever, { indexedDB: { maxFileSize: RESUME_STORE_MAX_FILE, maxTotalSize: RESUME_STORE_MAX_TOTAL } })
 
+// Uppy 6's Dashboard shows a single file as role="listitem" in a container
+// without the list role (axe: aria-required-parent, critical), so screen
+// readers get a list item outside any list. The container gets its role.
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll('.uppy-Dashboard-files:not([role])')) el.setAttribute('role', 'list')
+}).observe($('dashboard'), { childList: true, subtree: true })
+
 uppy.on('restored', () => {
   const files = uppy.getFiles().filter((f) => !f.progress.uploadComplete)
   if (!files.length) return
@@ -306,6 +313,7 @@ uppy.on('upload-error', async (file, error) => {
     waitForConnection(file.id)
   } else if (out.kind === KINDS.expired) {
     waiting.set(file.id, KINDS.expired)
+    $('who').textContent = 'Sign-in expired'
     say(`file:${file.id}`, out.text, {
       kind: out.kind,
       actions: [{ label: 'Sign in again', run: signInAgain }],
@@ -420,7 +428,8 @@ async function refresh() {
         kind: KINDS.expired,
         actions: [{ label: 'Sign in again', run: signInAgain }],
       })
-    } else {
+    } else if (e.status || !document.querySelector('#messages li[data-kind="network"]')) {
+      // (A lost connection is already said, once.)
       say('list', e.message)
     }
     return
