@@ -131,3 +131,39 @@ test('sign in, upload two files, both complete with their sizes, cancel a third,
     await p.close()
   }
 })
+
+test('anonymous visitors each see only their own uploads', { timeout: 120_000 }, async (t) => {
+  // Needs anonymous grants for a fresh owner each (the limits work): with one
+  // shared anonymous owner there is nothing to tell apart.
+  const sub = async () => {
+    const g = await (await fetch(`${API}/grants`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json()
+    return JSON.parse(Buffer.from(g.endpoint.split('/g/')[1].split('.')[0], 'base64url')).sub
+  }
+  if ((await sub()) === (await sub())) {
+    t.skip('this server gives every anonymous visitor the same owner')
+    return
+  }
+  const visitors = []
+  try {
+    for (const name of ['visitor-a.bin', 'visitor-b.bin']) {
+      const v = await openUploadPage(browser, site.origin)
+      visitors.push(v)
+      await signIn(v.page)
+      await writeFile(path.join(dir, name), randomBytes(64 * 1024))
+      await upload(v.page, path.join(dir, name))
+      await waitRow(v.page, name, 'COMPLETED')
+    }
+    for (const [v, own, other] of [
+      [visitors[0], 'visitor-a.bin', 'visitor-b.bin'],
+      [visitors[1], 'visitor-b.bin', 'visitor-a.bin'],
+    ]) {
+      await v.page.evaluate(() => window.partwise.refresh())
+      const names = await v.page.$$eval('#uploads tr .name', (tds) => tds.map((td) => td.textContent))
+      assert.ok(names.includes(own), `${own} listed for its visitor`)
+      assert.ok(!names.includes(other), `${other} not listed for the other visitor`)
+      assert.deepEqual(new Set((await listed(v.page)).map((u) => u.filename)), new Set([own]))
+    }
+  } finally {
+    for (const v of visitors) await v.close()
+  }
+})

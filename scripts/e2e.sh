@@ -82,11 +82,14 @@ if [ -z "${E2E_API:-}" ]; then
   fi
 
   # --- 3. the API and its stack ----------------------------------------------
+  # A live-uploads quota small enough for e2e/page-errors.test.mjs to reach
+  # (by bounded creates) and far above what the other cases hold at once.
   # Port 0: the server binds a free port itself and prints it, so no race.
   # A grant signing key of its own, for e2e/grants.test.mjs.
   # Created before the server starts: the loop below may read it first.
   : >"$work/api.out"
   PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" \
+    PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER="${PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER:-40}" \
     "$bin" serve --anonymous --no-dev-auth --port 0 >"$work/api.out" 2>"$work/api.log" &
   api_pid=$!
   for _ in $(seq 1 1200); do
