@@ -478,7 +478,11 @@ $('signin').addEventListener('submit', signIn)
 $('signout').addEventListener('click', signOut)
 $('refresh').addEventListener('click', refresh)
 session = loadSession()
-if (session) {
+if (session?.expired) {
+  $('api').value = session.api ?? $('api').value
+  session = null
+  say('expired', 'Your sign-in has expired. Sign in again to continue your uploads.', { kind: KINDS.expired })
+} else if (session) {
   $('api').value = session.api
   showSignedIn(false)
 }

@@ -10,7 +10,11 @@ const KEY = 'partwise.session'
 /** Seconds of margin: a grant this close to expiry is treated as expired. */
 const MARGIN_MS = 5_000
 
-/** `{ api, endpoint, expires, anonymous, name }`, or null when there is none or it has expired. */
+/**
+ * `{ api, endpoint, expires, anonymous, name }`, or null when there is none
+ * or it has expired; `{ expired: true, api }` for one that has (said once:
+ * it is then forgotten).
+ */
 export function loadSession(now = Date.now()) {
   let s
   try {
@@ -18,9 +22,10 @@ export function loadSession(now = Date.now()) {
   } catch {
     s = null
   }
-  if (!s?.endpoint || !(Date.parse(s.expires) > now + MARGIN_MS)) {
+  if (!s?.endpoint) return null
+  if (!(Date.parse(s.expires) > now + MARGIN_MS)) {
     sessionStorage.removeItem(KEY)
-    return null
+    return { expired: true, api: s.api }
   }
   return s
 }
