@@ -217,6 +217,15 @@ test('quota reached: its own message with the usage, nothing kept of the refused
       assert.match(text, /^“one-too-many\.bin” was not started: you (have \d+ uploads under way, the most allowed at once is \d+|started \d+ uploads in the last minute, the most allowed is \d+)\./)
       await checkBothSizes(page, 'error-quota')
       assert.equal((await listed(page)).filter((x) => x.filename === f.name && x.state === 'ACTIVE').length, 0)
+      // More uploads than one page of the list: the older ones come on request.
+      await page.evaluate(() => window.partwise.refresh())
+      assert.equal(await page.locator('#uploads tr').count(), 25)
+      await page.click('#more')
+      await page.waitForFunction(() => document.querySelectorAll('#uploads tr').length > 25)
+      const ids = await page.$$eval('#uploads tr', (trs) => trs.map((tr) => tr.dataset.uploadId))
+      assert.equal(new Set(ids).size, ids.length, 'no upload listed twice')
+      const names = await page.$$eval('#uploads tr .name', (tds) => tds.map((td) => td.textContent))
+      assert.ok(names.includes('filler-0.bin'), 'the oldest filler is reachable')
     } finally {
       for (const m of made) {
         await fetch(`${endpoint}/s3/multipart/${encodeURIComponent(m.uploadId)}?key=${encodeURIComponent(m.key)}`, { method: 'DELETE' })

@@ -29,6 +29,9 @@ const MiB = 1024 * 1024
 export const RESUME_STORE_MAX_FILE = 1024 * MiB
 const RESUME_STORE_MAX_TOTAL = 2048 * MiB
 
+/** Uploads listed at once; older ones come with "Show older uploads". */
+const PAGE = 25
+
 const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
 
@@ -420,7 +423,7 @@ async function refresh() {
   if (!session) return
   let list
   try {
-    list = await call(`${session.endpoint}/s3/multipart?bytes=true`)
+    list = await call(`${session.endpoint}/s3/multipart?bytes=true&limit=${PAGE}`)
   } catch (e) {
     if (e.status === 401) {
       if (document.querySelector('#messages li[data-kind="expired"]')) return
@@ -438,7 +441,25 @@ async function refresh() {
   const shown = rows(list.uploads, uppy.getFiles(), abort)
   $('uploads').replaceChildren(...shown)
   $('empty').hidden = shown.length > 0
+  showMore(list.next)
   followTransitions(list.uploads)
+}
+
+// Older uploads a page at a time, on request: the list stays one query long.
+let nextCursor = null
+function showMore(next) {
+  nextCursor = next ?? null
+  $('more').hidden = !nextCursor
+}
+async function more() {
+  if (!session || !nextCursor) return
+  try {
+    const list = await call(`${session.endpoint}/s3/multipart?bytes=true&limit=${PAGE}&cursor=${encodeURIComponent(nextCursor)}`)
+    $('uploads').append(...rows(list.uploads, uppy.getFiles(), abort))
+    showMore(list.next)
+  } catch (e) {
+    say('list', e.message)
+  }
 }
 
 // ABORTING and COMPLETING last a moment (S3 is being told): look again until
@@ -477,6 +498,7 @@ $('api').value = params.get('api') ?? location.origin
 $('signin').addEventListener('submit', signIn)
 $('signout').addEventListener('click', signOut)
 $('refresh').addEventListener('click', refresh)
+$('more').addEventListener('click', more)
 session = loadSession()
 if (session?.expired) {
   $('api').value = session.api ?? $('api').value
