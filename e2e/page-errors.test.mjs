@@ -171,7 +171,7 @@ test('S3 refuses a part: its own message, the upload is aborted, S3 keeps nothin
     })
     await upload(page, f.path)
     const text = await waitMessage(page, 'storage', 60_000)
-    assert.match(text, /^The storage service refused part of “tampered\.bin” \(HTTP 403, (AccessDenied|SignatureDoesNotMatch)\)\. The upload was stopped and its parts removed; add the file again to retry\./)
+    assert.match(text, /^The storage service refused part of “tampered\.bin” \(HTTP 403, (AccessDenied|SignatureDoesNotMatch)\)\. The upload was stopped and its parts removed; press Retry to start it again\./)
     const row = await waitRow(page, f.name, 'ABORTED')
     assert.match(row.stateText, /refused by storage/)
     const u = (await listed(page)).find((x) => x.uploadId === row.uploadId)

@@ -65,7 +65,7 @@ export function explain({ name, type, api, s3, reachable, limit }) {
     const what = s3.status > 0 ? ` (HTTP ${s3.status}${s3.code ? `, ${s3.code}` : ''})` : ''
     return {
       kind: KINDS.storage,
-      text: `The storage service refused part of ${file}${what}. The upload was stopped and its parts removed; add the file again to retry.`,
+      text: `The storage service refused part of ${file}${what}. The upload was stopped and its parts removed; press Retry to start it again.`,
     }
   }
   if (status === 403) return { kind: KINDS.other, text: `${file} was refused: ${message ?? 'not allowed'}.` }
