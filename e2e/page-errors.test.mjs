@@ -215,6 +215,12 @@ test('quota reached: its own message with the usage, nothing kept of the refused
       await upload(page, f.path)
       const text = await waitMessage(page, 'quota')
       assert.match(text, /^“one-too-many\.bin” was not started: you (have \d+ uploads under way, the most allowed at once is \d+|started \d+ uploads in the last minute, the most allowed is \d+)\./)
+      // The list says how far the quota is used.
+      await page.waitForFunction(
+        (n) => document.querySelector('#quota').textContent === `You have ${n} unfinished uploads; this service allows ${n} at once.`,
+        quotas.liveUploads.limit,
+        { timeout: 10_000 },
+      )
       await checkBothSizes(page, 'error-quota')
       assert.equal((await listed(page)).filter((x) => x.filename === f.name && x.state === 'ACTIVE').length, 0)
       // More uploads than one page of the list: the older ones come on request.

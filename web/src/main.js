@@ -438,11 +438,30 @@ async function refresh() {
     return
   }
   say('list', '')
+  showQuota()
   const shown = rows(list.uploads, uppy.getFiles(), abort)
   $('uploads').replaceChildren(...shown)
   $('empty').hidden = shown.length > 0
   showMore(list.next)
   followTransitions(list.uploads)
+}
+
+/**
+ * The owner's unfinished uploads against the service's limit (GET /quota),
+ * when it has one: the figure a quota refusal will quote. Quiet when the
+ * API has no quotas.
+ */
+async function showQuota() {
+  let text = ''
+  try {
+    const res = await fetch(`${session.endpoint}/quota`)
+    const live = res.ok ? (await res.json()).quotas?.liveUploads : null
+    if (live?.limit != null) {
+      text = `You have ${live.usage} unfinished ${live.usage === 1 ? 'upload' : 'uploads'}; this service allows ${live.limit} at once.`
+    }
+  } catch {}
+  $('quota').textContent = text
+  $('quota').hidden = !text
 }
 
 // Older uploads a page at a time, on request: the list stays one query long.
