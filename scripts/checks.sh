@@ -85,10 +85,10 @@ fi
 #    agrees with the code.
 run "openapi-spec-validator (openapi.yaml)" "$OPENAPI_BIN/openapi-spec-validator" openapi.yaml
 
-# 5. The operations dashboard (PyYAML from the cfn-lint venv); the self-test
-#    first, so a checker that stopped catching faults fails too.
+# 5. The operations dashboard (PyYAML from the cfn-lint venv), then the
+#    checker's self-test, so a checker that stopped catching faults fails too.
 run "dashboard and alarms (check-dashboard.py)" sh -c \
-  '"$1" scripts/check-dashboard.py --self-test "$2" && "$1" scripts/check-dashboard.py "$2"' \
+  '"$1" scripts/check-dashboard.py "$2" && "$1" scripts/check-dashboard.py --self-test "$2"' \
   sh "$CFNLINT_BIN/python" "$TEMPLATE"
 
 if [ ${#failed[@]} -gt 0 ]; then
