@@ -14,13 +14,16 @@ parameter its default) and checks that:
     duration graphs, and its log group in the log widget; and a metric in
     FunctionErrorsAlarm and FunctionThrottlesAlarm;
   - every SQS queue is in the "Failure queues" graph and every alarm in the
-    alarm widget.
+    alarm widget;
+  - every alarm has a section in the runbook, docs/operations.md, headed by
+    its logical id, and its AlarmDescription links there.
 So a new function, queue or alarm cannot be merged without its lines (the
 ">>>" comments in template.yaml say where). Needs PyYAML (the cfn-lint venv
 has it). Exits 1 on any finding.
 """
 
 import json
+import os
 import re
 import sys
 
@@ -80,7 +83,18 @@ def render(value, template):
     raise ValueError(f"cannot render {value!r}")
 
 
-def check(text):
+def runbook_anchors(path):
+    """The heading anchors of the runbook (GitHub's: lower case, punctuation dropped)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return set()
+    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in (re.match(r"^#{1,6}\s+(.*)$", line) for line in lines) if m}
+
+
+def check(text, runbook="docs/operations.md"):
     """Findings for one template's text."""
     t = yaml.load(text, Loader=Loader)
     res = t.get("Resources", {})
@@ -147,10 +161,18 @@ def check(text):
              f"',[\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\",\"QueueName\",\"${{{q}.QueueName}}\",{{\"label\":\"{q}\"}}]'")
     for a in alarms:
         need("Alarms", f"{a}.Arn", f"',\"${{{a}.Arn}}\"'")
+    anchors = runbook_anchors(runbook)
+    for a in alarms:
+        anchor = a.lower()
+        if anchor not in anchors:
+            problems.append(f"{a}: no section '### {a}' in {runbook} (what it means, how to look, what to do)")
+        description = res[a].get("Properties", {}).get("AlarmDescription", "")
+        if f"docs/operations.md#{anchor}" not in str(description):
+            problems.append(f"{a}: its AlarmDescription should end with 'Runbook: docs/operations.md#{anchor}'")
     return problems
 
 
-def self_test(text):
+def self_test(text, runbook):
     """The checks catch a lost line, a broken fragment and a missing alarm metric."""
     cases = {
         "a function's errors line":
@@ -161,19 +183,22 @@ def self_test(text):
         "an alarm's metric":
             (re.sub(r"\n\s*- \{Id: sweep, ReturnData: false, MetricStat: \{Metric: \{Namespace: AWS/Lambda, MetricName: Throttles.*", "", text, count=1),
              "FunctionThrottlesAlarm: no metric for SweepFunction"),
+        "an alarm's runbook link":
+            (text.replace("Runbook: docs/operations.md#sweepfailedalarm", "", 1),
+             "SweepFailedAlarm: its AlarmDescription should end with"),
         "a queue's line":
             (re.sub(r"\n\s*- !Sub ',\[\"AWS/SQS\".*NotifyFailureQueue.*", "", text, count=1),
              "NotifyFailureQueue.QueueName is missing"),
     }
     failed = False
-    if check(text):
+    if check(text, runbook):
         print("check-dashboard: self-test FAILED: the template itself has findings", file=sys.stderr)
         failed = True
     for what, (mutated, expected) in cases.items():
         if mutated == text:
             print(f"check-dashboard: self-test FAILED: could not remove {what}", file=sys.stderr)
             failed = True
-        elif not any(expected in p for p in check(mutated)):
+        elif not any(expected in p for p in check(mutated, runbook)):
             print(f"check-dashboard: self-test FAILED: removing {what} went unnoticed", file=sys.stderr)
             failed = True
     if not failed:
@@ -182,15 +207,19 @@ def self_test(text):
 
 
 def main(argv):
-    if argv[:1] == ["--self-test"]:
-        return self_test(open(argv[1] if len(argv) > 1 else "template.yaml").read())
+    self_testing = argv[:1] == ["--self-test"]
+    if self_testing:
+        argv = argv[1:]
     path = argv[0] if argv else "template.yaml"
-    problems = check(open(path).read())
+    runbook = os.path.join(os.path.dirname(path), "docs", "operations.md")
+    if self_testing:
+        return self_test(open(path).read(), runbook)
+    problems = check(open(path).read(), runbook)
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
         return 1
-    print(f"check-dashboard: {path}: the dashboard is valid JSON and covers every function, queue and alarm")
+    print(f"check-dashboard: {path}: the dashboard is valid JSON and covers every function, queue and alarm; every alarm has its runbook section")
     return 0
 
 
