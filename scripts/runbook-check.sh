@@ -25,6 +25,8 @@ log() { echo "runbook-check: $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
 
 bash scripts/install-deps.sh dynamodb awscli
+# The runbook's commands use jq (Debian's package; on this machine kind by default).
+command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
 # shellcheck disable=SC2012  # our own folder names, versions sorted
 REAL_AWS=$(ls -d "$CACHE"/venv-awscli-*/bin/aws | sort -V | tail -n 1)
 # shellcheck disable=SC2012
