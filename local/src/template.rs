@@ -164,7 +164,9 @@ impl Template {
                 .as_str()
                 .and_then(|name| self.parameter(name))
                 .unwrap_or_else(|| v.clone()),
-            Value::Sequence(items) => Value::Sequence(items.iter().map(|i| self.resolve(i)).collect()),
+            Value::Sequence(items) => {
+                Value::Sequence(items.iter().map(|i| self.resolve(i)).collect())
+            }
             Value::Mapping(m) => Value::Mapping(
                 m.iter()
                     .map(|(k, v)| (k.clone(), self.resolve(v)))
@@ -713,8 +715,11 @@ Resources:
             .find(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::HttpApi"))
             .unwrap()
             .1;
-        assert!(is_ref(&api["Properties"]["CorsConfiguration"]["AllowOrigins"]));
-        let rules = t.properties(BUCKET_RESOURCE, "AWS::S3::Bucket").unwrap()["CorsConfiguration"]["CorsRules"]
+        assert!(is_ref(
+            &api["Properties"]["CorsConfiguration"]["AllowOrigins"]
+        ));
+        let rules = t.properties(BUCKET_RESOURCE, "AWS::S3::Bucket").unwrap()["CorsConfiguration"]
+            ["CorsRules"]
             .as_sequence()
             .unwrap();
         assert!(!rules.is_empty());
@@ -722,7 +727,10 @@ Resources:
             assert!(is_ref(&rule["AllowedOrigins"]), "{rule:?}");
         }
 
-        assert_eq!(origins(&t), (vec![vec!["*".to_string()]], vec!["*".to_string()]));
+        assert_eq!(
+            origins(&t),
+            (vec![vec!["*".to_string()]], vec!["*".to_string()])
+        );
         let env = |k: &str| {
             (k == "PARTWISE_ALLOWED_ORIGINS")
                 .then(|| "https://app.example, https://admin.example".to_string())

@@ -110,7 +110,10 @@ async fn call(method: Method, url: &str, body: Option<Value>) -> (StatusCode, Va
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// A grant's endpoint for an anonymous visitor, as the page asks for it.
@@ -171,7 +174,10 @@ async fn anonymous_visitors_grants_logs_and_cors() {
             partwise::api::anonymous::is_anonymous_owner(owner),
             "{owner}"
         );
-        assert!(!endpoint.contains(owner.as_str()) && !endpoint.contains("anon"), "{endpoint}");
+        assert!(
+            !endpoint.contains(owner.as_str()) && !endpoint.contains("anon"),
+            "{endpoint}"
+        );
         grants_seen.push(grant_of(endpoint).to_string());
     }
 
@@ -183,7 +189,10 @@ async fn anonymous_visitors_grants_logs_and_cors() {
     // The plain uploads list once showed every visitor's files: now 401, saying what to do.
     let (status, body) = call(Method::GET, &format!("{api}/s3/multipart"), None).await;
     assert_eq!(status, 401, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("grant"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("grant"),
+        "{body}"
+    );
     // B's grant lists nothing of A's; A's lists her grant's upload.
     let (status, listed) = call(Method::GET, &format!("{b}/s3/multipart"), None).await;
     assert_eq!(status, 200, "{listed}");
@@ -195,15 +204,60 @@ async fn anonymous_visitors_grants_logs_and_cors() {
     // B knows A's upload ids (say, from a shared screen): with his grant, or
     // plainly with no key or his own key, he can neither see, sign nor abort.
     for (what, method, url, want) in [
-        ("grant abort", Method::DELETE, format!("{b}/s3/multipart/{id_ag}?key={}", q(&key_ag)), 404),
-        ("grant list parts", Method::GET, format!("{b}/s3/multipart/{id_ag}"), 404),
-        ("grant sign", Method::GET, format!("{b}/s3/multipart/{id_ag}/1"), 404),
-        ("plain abort, no key", Method::DELETE, format!("{api}/s3/multipart/{id_ap}"), 401),
-        ("plain status, no key", Method::GET, format!("{api}/s3/multipart/{id_ap}/status"), 401),
-        ("plain abort, own key", Method::DELETE, format!("{api}/s3/multipart/{id_ap}?key={}", q(&key_bp)), 404),
-        ("plain list parts, own key", Method::GET, format!("{api}/s3/multipart/{id_ap}?key={}", q(&key_bp)), 404),
-        ("plain sign, own key", Method::GET, format!("{api}/s3/multipart/{id_ap}/1?key={}", q(&key_bp)), 404),
-        ("plain abort of a granted upload, own key", Method::DELETE, format!("{api}/s3/multipart/{id_ag}?key={}", q(&key_bp)), 404),
+        (
+            "grant abort",
+            Method::DELETE,
+            format!("{b}/s3/multipart/{id_ag}?key={}", q(&key_ag)),
+            404,
+        ),
+        (
+            "grant list parts",
+            Method::GET,
+            format!("{b}/s3/multipart/{id_ag}"),
+            404,
+        ),
+        (
+            "grant sign",
+            Method::GET,
+            format!("{b}/s3/multipart/{id_ag}/1"),
+            404,
+        ),
+        (
+            "plain abort, no key",
+            Method::DELETE,
+            format!("{api}/s3/multipart/{id_ap}"),
+            401,
+        ),
+        (
+            "plain status, no key",
+            Method::GET,
+            format!("{api}/s3/multipart/{id_ap}/status"),
+            401,
+        ),
+        (
+            "plain abort, own key",
+            Method::DELETE,
+            format!("{api}/s3/multipart/{id_ap}?key={}", q(&key_bp)),
+            404,
+        ),
+        (
+            "plain list parts, own key",
+            Method::GET,
+            format!("{api}/s3/multipart/{id_ap}?key={}", q(&key_bp)),
+            404,
+        ),
+        (
+            "plain sign, own key",
+            Method::GET,
+            format!("{api}/s3/multipart/{id_ap}/1?key={}", q(&key_bp)),
+            404,
+        ),
+        (
+            "plain abort of a granted upload, own key",
+            Method::DELETE,
+            format!("{api}/s3/multipart/{id_ag}?key={}", q(&key_bp)),
+            404,
+        ),
     ] {
         let (status, body) = call(method, &url, None).await;
         assert_eq!(status.as_u16(), want, "{what}: {body}");
@@ -279,7 +333,11 @@ async fn anonymous_visitors_grants_logs_and_cors() {
             .await
             .unwrap();
         let acao = pre.headers().get("access-control-allow-origin").cloned();
-        assert_eq!(acao.is_some(), allowed, "API preflight from {origin}: {acao:?}");
+        assert_eq!(
+            acao.is_some(),
+            allowed,
+            "API preflight from {origin}: {acao:?}"
+        );
         if allowed {
             assert_eq!(acao.unwrap(), origin);
         }

@@ -328,11 +328,19 @@ mod tests {
             ("PARTWISE_REFUSE_SVG", "true"),
         ])
         .unwrap();
-        for svg in ["image/svg+xml", "IMAGE/SVG+XML; charset=utf-8", "image/svg", "image/svg-xml"] {
+        for svg in [
+            "image/svg+xml",
+            "IMAGE/SVG+XML; charset=utf-8",
+            "image/svg",
+            "image/svg-xml",
+        ] {
             assert!(!c.content_type_allowed(svg), "{svg}");
         }
         assert!(c.content_type_allowed("image/png"));
-        assert!(c.content_type_allowed("image/*"), "a grant may still ask for image/*");
+        assert!(
+            c.content_type_allowed("image/*"),
+            "a grant may still ask for image/*"
+        );
         // Even listed exactly, or through */*.
         let c = config(&[
             ("PARTWISE_ALLOWED_CONTENT_TYPES", "image/svg+xml,*/*"),

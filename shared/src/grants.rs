@@ -179,10 +179,7 @@ impl GrantKeys {
 /// grant itself: they are the random nonce's, so they say nothing of the
 /// claims and cannot be replayed, but tell one grant's requests apart.
 pub fn fingerprint(grant: &str) -> &str {
-    let end = grant
-        .char_indices()
-        .nth(8)
-        .map_or(grant.len(), |(i, _)| i);
+    let end = grant.char_indices().nth(8).map_or(grant.len(), |(i, _)| i);
     &grant[..end]
 }
 
@@ -398,7 +395,10 @@ mod tests {
         // Two grants of the same claims share nothing: the nonce is fresh.
         let again = keys.seal(&claims(1000)).unwrap();
         assert_ne!(g, again);
-        assert_ne!(g.split_once('.').unwrap().0, again.split_once('.').unwrap().0);
+        assert_ne!(
+            g.split_once('.').unwrap().0,
+            again.split_once('.').unwrap().0
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ use serde_json::json;
 const KEYS: &str = "anonymous-test-grant-key-0123456789abcdef01234567";
 
 async fn ctx() -> partwise::Context {
-    context(&[("PARTWISE_ANONYMOUS", "true"), ("PARTWISE_GRANT_KEYS", KEYS)]).await
+    context(&[
+        ("PARTWISE_ANONYMOUS", "true"),
+        ("PARTWISE_GRANT_KEYS", KEYS),
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -26,7 +30,11 @@ async fn every_plain_create_and_grant_gets_a_fresh_owner() {
             .await;
         assert_eq!(status, 200, "{body}");
         let key = body["key"].as_str().unwrap().to_string();
-        owners.push(owner_in_key(&ctx.config.key_prefix, &key).unwrap().to_string());
+        owners.push(
+            owner_in_key(&ctx.config.key_prefix, &key)
+                .unwrap()
+                .to_string(),
+        );
         let (status, _) = Call::new(ABORT)
             .path("uploadId", body["uploadId"].as_str().unwrap())
             .query("key", &key)
@@ -69,7 +77,10 @@ async fn named_callers_keep_their_identity_and_their_uploads() {
         assert_eq!(status, 401, "{route}: {body}");
     }
     // She lists and aborts as herself.
-    let (status, listed) = Call::new("GET /s3/multipart").owner(&alice).send(&ctx).await;
+    let (status, listed) = Call::new("GET /s3/multipart")
+        .owner(&alice)
+        .send(&ctx)
+        .await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["uploads"][0]["uploadId"], json!(up.upload_id));
     let (status, _) = Call::new(ABORT)

@@ -460,10 +460,7 @@ async fn a_grants_text_names_no_owner() {
             assert!(!seen.contains(secret), "{secret} readable in {g}");
         }
         // Yet it opens to her.
-        let claims = GrantKeys::parse(KEYS)
-            .unwrap()
-            .open(&g, 0)
-            .unwrap();
+        let claims = GrantKeys::parse(KEYS).unwrap().open(&g, 0).unwrap();
         assert_eq!(claims.owner, gina);
     }
 }

@@ -838,7 +838,10 @@ async fn a_deploy_can_refuse_svg_that_image_wildcards_admit() {
     let refuses = context(&[
         ("PARTWISE_ALLOWED_CONTENT_TYPES", "image/*"),
         ("PARTWISE_REFUSE_SVG", "true"),
-        ("PARTWISE_GRANT_KEYS", "svg-test-grant-key-0123456789abcdef0123456789"),
+        (
+            "PARTWISE_GRANT_KEYS",
+            "svg-test-grant-key-0123456789abcdef0123456789",
+        ),
     ])
     .await;
     let bob = owner("bob");

@@ -904,9 +904,7 @@ fn the_template_applies_allowed_origins_and_refuse_svg() {
     let origins = &t["Parameters"]["AllowedOrigins"];
     assert_eq!(origins["Type"].as_str(), Some("CommaDelimitedList"));
     assert_eq!(origins["Default"].as_str(), Some("*"));
-    let is_ref = |v: &serde_yaml::Value, name: &str| {
-        matches!(v, serde_yaml::Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(name))
-    };
+    let is_ref = |v: &serde_yaml::Value, name: &str| matches!(v, serde_yaml::Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(name));
     let (mut apis, mut rules) = (0, 0);
     for (name, res) in t["Resources"].as_mapping().unwrap() {
         match res["Type"].as_str() {
@@ -934,21 +932,37 @@ fn the_template_applies_allowed_origins_and_refuse_svg() {
             _ => {}
         }
     }
-    assert_eq!((apis, rules), (1, 1), "one API and one bucket rule, both narrowed");
+    assert_eq!(
+        (apis, rules),
+        (1, 1),
+        "one API and one bucket rule, both narrowed"
+    );
     // Nothing else in the template opens an origin by hand.
-    assert!(!TEMPLATE.contains("AllowedOrigins: [\"*\"]") && !TEMPLATE.contains("AllowOrigins: [\"*\"]"));
+    assert!(
+        !TEMPLATE.contains("AllowedOrigins: [\"*\"]")
+            && !TEMPLATE.contains("AllowOrigins: [\"*\"]")
+    );
 
     let svg = &t["Parameters"]["RefuseSvg"];
     assert_eq!(svg["Default"].as_str(), Some("false"));
     let env = &t["Globals"]["Function"]["Environment"]["Variables"];
     assert!(is_ref(&env["PARTWISE_REFUSE_SVG"], "RefuseSvg"), "{env:?}");
-    assert!(is_ref(&env["PARTWISE_ANONYMOUS"], "AnonymousUploads"), "{env:?}");
+    assert!(
+        is_ref(&env["PARTWISE_ANONYMOUS"], "AnonymousUploads"),
+        "{env:?}"
+    );
     for p in ["AllowedOrigins", "RefuseSvg"] {
         let grouped = t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
             .as_sequence()
             .unwrap()
             .iter()
-            .any(|g| g["Parameters"].as_sequence().unwrap().iter().any(|n| n.as_str() == Some(p)));
+            .any(|g| {
+                g["Parameters"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.as_str() == Some(p))
+            });
         assert!(grouped, "{p} is in a parameter group");
     }
 }

@@ -40,12 +40,19 @@ fn event(route_key: &str, method: &str, path: &str, grant: Option<&str>, body: V
 
 async fn invoke(api: &RuntimeApi, payload: Value) -> (u64, Value) {
     match api
-        .invoke(payload, Deadline::After(Duration::from_secs(30)), Duration::from_secs(60))
+        .invoke(
+            payload,
+            Deadline::After(Duration::from_secs(30)),
+            Duration::from_secs(60),
+        )
         .await
     {
         Some(Answer::Response(r)) => {
             let body = r["body"].as_str().unwrap_or("null");
-            (r["statusCode"].as_u64().unwrap(), serde_json::from_str(body).unwrap())
+            (
+                r["statusCode"].as_u64().unwrap(),
+                serde_json::from_str(body).unwrap(),
+            )
         }
         other => panic!("no response: {other:?}; init error {:?}", api.init_error()),
     }
@@ -70,7 +77,11 @@ async fn the_functions_log_no_grant_in_full() {
         .stderr(Stdio::from(std::fs::File::create(&err).unwrap()));
     let mut child = cmd.spawn().expect("start the initiate binary");
 
-    let (status, issued) = invoke(&api, event("POST /grants", "POST", "/grants", None, json!({}))).await;
+    let (status, issued) = invoke(
+        &api,
+        event("POST /grants", "POST", "/grants", None, json!({})),
+    )
+    .await;
     assert_eq!(status, 200, "{issued}");
     let grant = issued["endpoint"]
         .as_str()
@@ -82,13 +93,25 @@ async fn the_functions_log_no_grant_in_full() {
     let create = "POST /g/{grant}/s3/multipart";
     for (g, want) in [(&grant, 200), (&tampered, 401)] {
         let path = format!("/g/{g}/s3/multipart");
-        let (status, body) =
-            invoke(&api, event(create, "POST", &path, Some(g), json!({"filename": "log.bin"}))).await;
+        let (status, body) = invoke(
+            &api,
+            event(
+                create,
+                "POST",
+                &path,
+                Some(g),
+                json!({"filename": "log.bin"}),
+            ),
+        )
+        .await;
         assert_eq!(status, want, "{body}");
         if status == 200 {
             // Leave nothing behind (the stack may be shared): abort it as `abort` would.
             let ctx = stack
-                .context_with(&[("PARTWISE_GRANT_KEYS", KEYS), ("PARTWISE_KEY_PREFIX", &prefix)])
+                .context_with(&[
+                    ("PARTWISE_GRANT_KEYS", KEYS),
+                    ("PARTWISE_KEY_PREFIX", &prefix),
+                ])
                 .unwrap();
             let id = body["uploadId"].as_str().unwrap();
             let abort = "DELETE /g/{grant}/s3/multipart/{uploadId}";
@@ -112,7 +135,12 @@ async fn the_functions_log_no_grant_in_full() {
     let _ = child.kill().await;
     let logs = std::fs::read_to_string(&out).unwrap() + &std::fs::read_to_string(&err).unwrap();
     // It logged, at debug level, what it did and refused...
-    for said in ["upload grant issued", "upload started", "request refused", "DEBUG"] {
+    for said in [
+        "upload grant issued",
+        "upload started",
+        "request refused",
+        "DEBUG",
+    ] {
         assert!(logs.contains(said), "{said:?} not logged:\n{logs}");
     }
     // ...and no grant in full, nor a grant's sealed half.

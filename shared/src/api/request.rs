@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
-    ApiGatewayV2httpRequest,
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
 };
 use base64::Engine;
 use serde::de::DeserializeOwned;

@@ -251,7 +251,9 @@ pub fn resolve(method: &str, path: &str) -> Result<(&'static Route, PathParams),
     // The message is logged: it names the path without a grant in it.
     let shown = redacted(path);
     if allowed.is_empty() {
-        return Err(Error::UnknownRoute(format!("no route for {method} {shown}")));
+        return Err(Error::UnknownRoute(format!(
+            "no route for {method} {shown}"
+        )));
     }
     Err(Error::MethodNotAllowed {
         message: format!(
@@ -272,10 +274,7 @@ pub fn redacted(path: &str) -> Cow<'_, str> {
     if grant.is_empty() {
         return Cow::Borrowed(path);
     }
-    Cow::Owned(format!(
-        "/g/{}…{tail}",
-        crate::grants::fingerprint(grant)
-    ))
+    Cow::Owned(format!("/g/{}…{tail}", crate::grants::fingerprint(grant)))
 }
 
 fn segments(path: &str) -> Vec<&str> {
