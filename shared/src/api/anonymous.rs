@@ -55,7 +55,7 @@ pub(super) fn identify(
     ctx: &Context,
     operation: Operation,
     event: &ApiGatewayV2httpRequest,
-) -> Result<Option<ApiGatewayV2httpRequest>> {
+) -> Result<Option<Box<ApiGatewayV2httpRequest>>> {
     let req = Request::new(event);
     if req.owner(false).is_ok() {
         return Ok(None);
@@ -86,7 +86,9 @@ pub(super) fn identify(
                 )
             })?,
     };
-    let mut event = event.clone();
+    // Boxed: held across the handler's awaits, an event inline would grow
+    // every handler's future by its size (debug builds' stacks feel it).
+    let mut event = Box::new(event.clone());
     set_owner(&mut event, owner);
     Ok(Some(event))
 }
