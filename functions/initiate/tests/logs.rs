@@ -126,8 +126,18 @@ async fn the_functions_log_no_grant_in_full() {
             .await;
             assert_eq!(answer.status_code, 200, "{:?}", answer.body);
         }
-        // The path of a request no route serves is echoed in its error.
-        let (status, body) = invoke(&api, event(create, "TRACE", &path, Some(g), json!({}))).await;
+        // A request no route serves: its error names the path (as API Gateway's would).
+        let (status, body) = invoke(
+            &api,
+            event(
+                "TRACE /g/{grant}/s3/multipart",
+                "TRACE",
+                &path,
+                Some(g),
+                json!({}),
+            ),
+        )
+        .await;
         assert_eq!(status, 405, "{body}");
         assert!(!body.to_string().contains(g.as_str()), "{body}");
     }
