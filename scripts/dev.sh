@@ -7,7 +7,7 @@
 # table, API URL) and writes them to target/partwise-local.env, so another
 # terminal can `source` them for cargo lambda, the sweep or the AWS SDKs.
 #
-#   scripts/dev.sh [--port P] [--anonymous] [--no-dev-auth] [--env-file F] [--web DIR]
+#   scripts/dev.sh [--port P] [--anonymous] [--allowed-origins O1,O2] [--no-dev-auth] [--env-file F] [--web DIR]
 #
 # DEV MODE auth is on by default: `Authorization: Bearer <token>` is trusted
 # WITHOUT verification (a JWT's claims, or the token itself as the caller).
