@@ -3,7 +3,7 @@
 //! shaped into the DynamoDB event Lambda hands `notify`; and [`watch`], which
 //! runs `notify` on it against a loopback [`Receiver`] and logs each event.
 
-use crate::eventbridge::Receiver;
+use crate::stand_ins::eventbridge::Receiver;
 use crate::stack::Stack;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::Client;

@@ -40,6 +40,8 @@ enum Kind {
     SweepManual,
     /// A DynamoDB stream batch for `notify`: run through it by `tests/notify.rs`.
     Notify,
+    /// S3's "Object Created" for `settle`: run through it by `tests/settle.rs`.
+    Settle,
 }
 
 /// Every file in `events/`, and what it is.
@@ -65,6 +67,8 @@ const SAMPLES: &[(&str, Kind)] = &[
     ("sweep-scheduled.json", Kind::SweepScheduled),
     ("sweep-manual.json", Kind::SweepManual),
     ("notify.json", Kind::Notify),
+    ("settle-object-created.json", Kind::Settle),
+    ("settle-s3-records.json", Kind::Settle),
 ];
 
 const fn api(route: &'static str) -> Kind {
@@ -355,7 +359,7 @@ fn sweep_samples_have_the_documented_fields() {
                         && raw["limit"].is_u64()
                 );
             }
-            Kind::Api { .. } | Kind::Notify => {}
+            Kind::Api { .. } | Kind::Notify | Kind::Settle => {}
         }
     }
 }

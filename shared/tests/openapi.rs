@@ -1246,6 +1246,8 @@ fn typed_responses_fit_their_schemas() {
         completion: None,
         expires_at: None,
         checksum: None,
+        kind: partwise::model::UploadKind::Multipart,
+        url_expires_at: None,
     };
     let bare = value(&UploadSummary::new(&upload, None));
     s.assert_valid(named("UploadSummary"), &bare, "UploadSummary");

@@ -202,8 +202,18 @@ async fn forward(
     upstream: SocketAddr,
     req: Request<Incoming>,
 ) -> io::Result<Response<Full<Bytes>>> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+    forward_buffered(upstream, parts, body).await
+}
+
+/// [`forward`] for a request already read whole (the S3 notification
+/// transport reads a POST form's body before forwarding it).
+pub(crate) async fn forward_buffered(
+    upstream: SocketAddr,
+    mut parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> io::Result<Response<Full<Bytes>>> {
     if parts.headers.remove(TRANSFER_ENCODING).is_some() {
         parts
             .headers
