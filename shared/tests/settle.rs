@@ -105,11 +105,14 @@ impl World {
             .request(method, format!("{}{path}", self.api.url()))
             .bearer_auth(owner);
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let bytes = resp.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// Waits until the item is in `want` (or [`WAIT`] passes); its state then.
