@@ -347,12 +347,12 @@ async fn notifications_for_keys_outside_the_prefix_or_unknown_change_nothing() {
     ];
     for (event, what) in cases {
         let out = settle::handle(&w.ctx, event).await.unwrap();
-        let ok = match (what, &out[..]) {
-            ("outside", [Outcome::OutsidePrefix { .. }]) => true,
-            ("unknown", [Outcome::UnknownKey { .. }]) => true,
-            ("bucket", [Outcome::OtherBucket { .. }]) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (what, &out[..]),
+            ("outside", [Outcome::OutsidePrefix { .. }])
+                | ("unknown", [Outcome::UnknownKey { .. }])
+                | ("bucket", [Outcome::OtherBucket { .. }])
+        );
         assert!(ok, "{what}: {out:?}");
     }
     // The form's own key, with no object behind it: nothing to record.
