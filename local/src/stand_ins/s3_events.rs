@@ -123,7 +123,7 @@ impl Created {
 /// Which object-creating request this is, if any, from its method and query.
 fn classify(method: &Method, path: &str, query: &str, copy: bool) -> Option<Created> {
     let has = |k: &str| query.split('&').any(|p| p.split('=').next() == Some(k));
-    let in_bucket = path.trim_start_matches('/').contains('/');
+    let in_bucket = path.trim_matches('/').contains('/');
     match *method {
         Method::PUT if in_bucket && !has("partNumber") && !has("uploadId") && query.is_empty() => {
             Some(if copy { Created::Copy } else { Created::Put })
@@ -317,6 +317,7 @@ mod tests {
         assert_eq!(c(Method::POST, "/b/k", "uploadId=u"), Some(Created::Complete));
         assert_eq!(c(Method::POST, "/b/k", "uploads"), None);
         assert_eq!(c(Method::POST, "/b", ""), Some(Created::Post));
+        assert_eq!(c(Method::POST, "/b/", ""), Some(Created::Post));
         assert_eq!(c(Method::POST, "/b", "delete"), None);
         assert_eq!(c(Method::GET, "/b/k", ""), None);
     }
