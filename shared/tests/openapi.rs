@@ -323,7 +323,7 @@ impl<'a> Schemas<'a> {
                         errs.push(format!("{at}: {v} is not {rule}"));
                     }
                 }
-                "properties" | "additionalProperties" => {
+                "properties" | "additionalProperties" | "patternProperties" => {
                     // Checked together below, for objects only.
                 }
                 "required" => {
@@ -413,7 +413,16 @@ impl<'a> Schemas<'a> {
         if let Some(o) = v.as_object() {
             let props = s.get("properties").and_then(Value::as_object);
             for (name, value) in o {
-                match props.and_then(|p| p.get(name)) {
+                // A name no property lists may match a pattern (ECMA 262, jsonschema's).
+                let patterned = s
+                    .get("patternProperties")
+                    .and_then(Value::as_object)
+                    .and_then(|pp| {
+                        pp.iter()
+                            .find(|(re, _)| jsonschema::is_valid(&json!({ "pattern": re }), &json!(name)))
+                    })
+                    .map(|(_, sub)| sub);
+                match props.and_then(|p| p.get(name)).or(patterned) {
                     Some(sub) => self.check(sub, value, &format!("{at}.{name}"), errs),
                     None => match s.get("additionalProperties") {
                         Some(Value::Bool(false)) => {
@@ -1133,9 +1142,10 @@ fn typed_responses_fit_their_schemas() {
             access_key: "ASIAEXAMPLE",
             secret_key: "secret",
             session_token: token,
-            metadata: &Default::default(),
+            metadata: &[("project".to_string(), "apollo".to_string())].into(),
         })
         .unwrap();
+        assert_eq!(fields["x-amz-meta-project"], "apollo");
         let form = PostForm {
             method: "POST",
             url: "https://b.s3.eu-west-1.amazonaws.com".into(),

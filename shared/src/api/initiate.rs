@@ -198,6 +198,15 @@ async fn empty_file(ctx: &Context, single: &Single<'_>) -> Result<ApiGatewayV2ht
     ))
 }
 
+/// The POST form's answer: the form, and the id its upload is tracked by.
+#[derive(serde::Serialize)]
+struct FormAnswer {
+    #[serde(rename = "uploadId")]
+    upload_id: String,
+    #[serde(flatten)]
+    form: crate::presign::PostForm,
+}
+
 /// A presigned POST form for a single-request upload of a small file.
 pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let owner = req.owner(ctx.config.anonymous)?;
@@ -253,7 +262,5 @@ pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2h
         metadata: &user_metadata,
     };
     let upload_id = track(ctx, &single, expires_ms).await?;
-    let mut body = serde_json::to_value(&form).map_err(Error::internal)?;
-    body["uploadId"] = json!(upload_id);
-    Ok(response::json(200, &body))
+    Ok(response::json(200, &FormAnswer { upload_id, form }))
 }
