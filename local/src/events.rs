@@ -132,21 +132,29 @@ impl StreamReader {
     pub async fn poll(&mut self) -> Result<Vec<EventRecord>, StreamError> {
         self.discover().await?;
         let mut records = vec![];
-        for iterator in self.shards.values_mut() {
+        for (shard, iterator) in self.shards.iter_mut() {
             let Some(it) = iterator.take() else { continue };
-            let out = self
+            let out = match self
                 .client
                 .get_records()
                 .shard_iterator(it)
                 .limit(1000)
                 .send()
                 .await
-                .map_err(|e| {
-                    err(
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    // DynamoDB Local sometimes refuses a fresh LATEST iterator
+                    // (TrimmedDataAccessException): forget the shard, so the
+                    // next round finds it again and reads it from its start.
+                    let shard = shard.clone();
+                    self.shards.remove(&shard);
+                    return Err(err(
                         "GetRecords",
                         aws_sdk_dynamodbstreams::error::DisplayErrorContext(e),
-                    )
-                })?;
+                    ));
+                }
+            };
             for r in out.records() {
                 records.push(lambda_record(r, &self.arn, &self.region)?);
             }

@@ -120,7 +120,12 @@ impl World {
         let start = Instant::now();
         loop {
             let now = self.ctx.store.get(upload_id).await.unwrap().unwrap().status;
-            if now == want || start.elapsed() > WAIT {
+            if now == want {
+                return now;
+            }
+            if start.elapsed() > WAIT {
+                let lines = self.notifications.lock().unwrap().clone();
+                eprintln!("{upload_id} is {now:?}; notifications: {lines:#?}");
                 return now;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -147,6 +152,11 @@ impl World {
         // The watcher polls twice a second: an extra event would show by now.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let events = mine();
+        if events.len() != want {
+            // What the watcher said instead (unpublished records, stream errors).
+            let lines = self.events.lock().unwrap().clone();
+            eprintln!("watcher lines for {upload_id}: {lines:#?}");
+        }
         for e in &events {
             let dt = DetailType::parse(e["detail-type"].as_str().unwrap()).unwrap();
             let errors: Vec<String> = validator(dt)

@@ -124,13 +124,16 @@ impl Created {
 fn classify(method: &Method, path: &str, query: &str, copy: bool) -> Option<Created> {
     let has = |k: &str| query.split('&').any(|p| p.split('=').next() == Some(k));
     let in_bucket = path.trim_matches('/').contains('/');
+    // A subresource (`?tagging`, `?acl`, `?partNumber`...) is any parameter
+    // but a presigned URL's own `X-Amz-*` ones and the SDK's `x-id`: a PUT to
+    // one creates no object.
+    let subresource = query.split('&').filter(|p| !p.is_empty()).any(|p| {
+        let p = p.to_ascii_lowercase();
+        !p.starts_with("x-amz-") && !p.starts_with("x-id=")
+    });
     match *method {
-        Method::PUT if in_bucket && !has("partNumber") && !has("uploadId") && query.is_empty() => {
+        Method::PUT if in_bucket && !subresource => {
             Some(if copy { Created::Copy } else { Created::Put })
-        }
-        Method::PUT if in_bucket && !has("partNumber") && !has("uploadId") => {
-            // A subresource (`?tagging`, `?acl`): no object is created.
-            None
         }
         Method::POST if in_bucket && has("uploadId") => Some(Created::Complete),
         Method::POST if !in_bucket && query.is_empty() => Some(Created::Post),
@@ -310,6 +313,10 @@ mod tests {
     fn object_creating_requests_are_told_apart() {
         let c = |m: Method, p: &str, q: &str| classify(&m, p, q, false);
         assert_eq!(c(Method::PUT, "/b/k/x", ""), Some(Created::Put));
+        assert_eq!(
+            c(Method::PUT, "/b/k", "x-id=PutObject&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"),
+            Some(Created::Put)
+        );
         assert_eq!(classify(&Method::PUT, "/b/k", "", true), Some(Created::Copy));
         assert_eq!(c(Method::PUT, "/b/k", "partNumber=1&uploadId=u"), None);
         assert_eq!(c(Method::PUT, "/b/k", "tagging"), None);
