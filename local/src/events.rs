@@ -3,8 +3,8 @@
 //! shaped into the DynamoDB event Lambda hands `notify`; and [`watch`], which
 //! runs `notify` on it against a loopback [`Receiver`] and logs each event.
 
-use crate::stand_ins::eventbridge::Receiver;
 use crate::stack::Stack;
+use crate::stand_ins::eventbridge::Receiver;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
@@ -174,7 +174,14 @@ impl StreamReader {
     ) -> Result<Vec<EventRecord>, StreamError> {
         let mut records = vec![];
         for round in 0..rounds {
-            records.extend(self.poll().await?);
+            match self.poll().await {
+                Ok(more) => records.extend(more),
+                // A refused iterator is found again next round (see `poll`).
+                Err(e) if round + 1 < rounds => {
+                    tracing::debug!(error = %e, "stream poll failed; retrying");
+                }
+                Err(e) => return Err(e),
+            }
             if done(&records) {
                 break;
             }

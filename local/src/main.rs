@@ -231,12 +231,20 @@ fn serve(
     // out) talk to S3 through a loopback transport in front of Garage, bound
     // now so that its address can go into the environment below.
     let notifications = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let garage_url = plan.env().get(vars::S3_ENDPOINT).cloned().unwrap_or_default();
+    let garage_url = plan
+        .env()
+        .get(vars::S3_ENDPOINT)
+        .cloned()
+        .unwrap_or_default();
     let transport_url = format!("http://{}", notifications.local_addr()?);
     // The stack's variables go into our own environment so that the handlers'
     // context is built by `Context::from_env`, exactly as in a Lambda.
     for (k, v) in plan.env() {
-        let v = if k == vars::S3_ENDPOINT { transport_url.clone() } else { v };
+        let v = if k == vars::S3_ENDPOINT {
+            transport_url.clone()
+        } else {
+            v
+        };
         // SAFETY: no other thread exists yet (the runtime is built below), so
         // nothing can read the environment while it changes.
         unsafe { std::env::set_var(k, v) };

@@ -522,7 +522,11 @@ async fn a_complete_killed_after_s3_completes_is_settled_by_s3s_notification_wit
         "after {:?}",
         start.elapsed()
     );
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
     // The item says who settled it, and one "Upload Completed" goes out.
     let raw = scene
         .stack

@@ -382,8 +382,14 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
         assert_eq!(UploadKind::default(), UploadKind::Multipart);
-        assert_eq!(UploadKind::Post.single_id("0193ab").as_deref(), Some("post:0193ab"));
-        assert_eq!(UploadKind::Put.single_id("0193ab").as_deref(), Some("put:0193ab"));
+        assert_eq!(
+            UploadKind::Post.single_id("0193ab").as_deref(),
+            Some("post:0193ab")
+        );
+        assert_eq!(
+            UploadKind::Put.single_id("0193ab").as_deref(),
+            Some("put:0193ab")
+        );
         assert_eq!(UploadKind::Multipart.single_id("0193ab"), None);
     }
 
@@ -402,10 +408,7 @@ mod tests {
         for from in Status::ALL {
             // From ABORTING only when S3 shows the object was made elsewhere;
             // from ACTIVE only when S3 reports it (a single-request upload).
-            assert_eq!(
-                from.can_become(Status::Completed),
-                !from.is_terminal()
-            );
+            assert_eq!(from.can_become(Status::Completed), !from.is_terminal());
             assert_eq!(from.can_become(Status::Aborted), from == Status::Aborting);
         }
         assert!(!Status::Aborting.can_become(Status::Completing));

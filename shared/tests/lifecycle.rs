@@ -655,6 +655,7 @@ async fn an_empty_file_gets_one_presigned_put_tracked_as_a_put_upload() {
     let resp = http()
         .put(url)
         .header("content-type", "text/plain")
+        .header("content-length", "0")
         .body(Vec::new())
         .send()
         .await

@@ -37,6 +37,7 @@ const COMPLETE_RS: &str = include_str!("../src/api/complete.rs");
 const ABORT_RS: &str = include_str!("../src/api/abort.rs");
 const UPLOADS_RS: &str = include_str!("../src/api/uploads.rs");
 const GRANT_RS: &str = include_str!("../src/api/grant.rs");
+const QUOTA_RS: &str = include_str!("../src/api/quota.rs");
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -159,6 +160,14 @@ fn handler(op: Operation) -> Handler {
             GRANT_RS,
             "issue",
             Body::Json,
+        ),
+        Operation::Quota => h(
+            "getQuota",
+            PARTWISE,
+            "quota",
+            QUOTA_RS,
+            "usage",
+            Body::Typed,
         ),
     }
 }
@@ -418,8 +427,9 @@ impl<'a> Schemas<'a> {
                     .get("patternProperties")
                     .and_then(Value::as_object)
                     .and_then(|pp| {
-                        pp.iter()
-                            .find(|(re, _)| jsonschema::is_valid(&json!({ "pattern": re }), &json!(name)))
+                        pp.iter().find(|(re, _)| {
+                            jsonschema::is_valid(&json!({ "pattern": re }), &json!(name))
+                        })
                     })
                     .map(|(_, sub)| sub);
                 match props.and_then(|p| p.get(name)).or(patterned) {
@@ -689,7 +699,8 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("validate::part_numbers(", &[400]),
     ("PartPlan::for_size(", &[413]),
     ("ctx.store.insert(", &[409]),
-    ("insert_with_metadata(", &[409]),
+    ("insert_with_metadata(", &[403, 409, 413, 429]),
+    ("lifecycle::abort_over_limit(", &[409, 413]),
     ("lifecycle::abort(", &[404, 409]),
     ("lifecycle::complete(", &[404, 409, 422]),
     ("bad_request(", &[400]),
@@ -723,6 +734,7 @@ fn every_error() -> Vec<Error> {
         Error::TooLarge("too large".into()),
         Error::Unprocessable("not acceptable".into()),
         Error::Throttled("PutItem was throttled; retry later".into()),
+        partwise::quota::Quota::LiveUploads.refusal(1000, 1000, 0),
         Error::Unavailable("PutItem is unavailable for the moment; retry later".into()),
         Error::UnknownRoute("no route".into()),
         Error::MethodNotAllowed {
@@ -744,6 +756,7 @@ fn every_error() -> Vec<Error> {
             | Error::TooLarge(_)
             | Error::Unprocessable(_)
             | Error::Throttled(_)
+            | Error::QuotaExceeded { .. }
             | Error::Unavailable(_)
             | Error::UnknownRoute(_)
             | Error::MethodNotAllowed { .. }

@@ -99,7 +99,13 @@ async fn world(overrides: &[(&str, &str)]) -> World {
 }
 
 impl World {
-    async fn call(&self, owner: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        owner: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.api.url()))
@@ -112,7 +118,10 @@ impl World {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Waits until the item is in `want` (or [`WAIT`] passes); its state then.
@@ -207,7 +216,10 @@ async fn post_form(http: &reqwest::Client, form: &Value, bytes: Vec<u8>) -> u16 
     for (k, v) in form["fields"].as_object().unwrap() {
         multipart = multipart.text(k.clone(), v.as_str().unwrap().to_string());
     }
-    multipart = multipart.part("file", reqwest::multipart::Part::bytes(bytes).file_name("f"));
+    multipart = multipart.part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name("f"),
+    );
     http.post(form["url"].as_str().unwrap())
         .multipart(multipart)
         .send()
@@ -247,22 +259,44 @@ async fn post_forms_and_empty_files_are_tracked_settled_and_announced_once() {
             &owner,
             reqwest::Method::POST,
             "/s3/multipart",
-            Some(json!({"filename": "empty.txt", "type": "text/plain", "size": 0,
-                        "metadata": {"project": "apollo"}})),
+            Some(
+                json!({"filename": "empty.txt", "type": "text/plain", "size": 0,
+                        "metadata": {"project": "apollo"}}),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{empty}");
-    let mut put = w.http.put(empty["url"].as_str().unwrap()).body(Vec::<u8>::new());
+    // As a browser sends an empty file: with its `Content-Length: 0`, which the URL signs.
+    let mut put = w
+        .http
+        .put(empty["url"].as_str().unwrap())
+        .header("content-length", "0")
+        .body(Vec::<u8>::new());
     for (k, v) in empty["headers"].as_object().into_iter().flatten() {
         put = put.header(k, v.as_str().unwrap());
     }
-    assert_eq!(put.send().await.unwrap().status().as_u16(), 200);
+    let answer = put.send().await.unwrap();
+    let status = answer.status().as_u16();
+    assert_eq!(
+        status,
+        200,
+        "{empty}: {}",
+        answer.text().await.unwrap_or_default()
+    );
     expected.push((empty["uploadId"].as_str().unwrap().to_string(), 0, "put"));
 
     for (upload_id, size, kind) in &expected {
-        assert_eq!(w.settled(upload_id, Status::Completed).await, Status::Completed, "{upload_id}");
+        assert_eq!(
+            w.settled(upload_id, Status::Completed).await,
+            Status::Completed,
+            "{upload_id}"
+        );
         let events = w.events_of(upload_id, 2).await;
-        assert_eq!(types(&events), ["Upload Started", "Upload Completed"], "{upload_id}");
+        assert_eq!(
+            types(&events),
+            ["Upload Started", "Upload Completed"],
+            "{upload_id}"
+        );
         let done = &events[1]["detail"];
         assert_eq!(done["size"], *size);
         assert_eq!(done["kind"], *kind);
@@ -280,7 +314,10 @@ async fn post_forms_and_empty_files_are_tracked_settled_and_announced_once() {
             .iter()
             .find(|u| u["uploadId"] == upload_id.as_str())
             .unwrap_or_else(|| panic!("{upload_id} listed"));
-        assert_eq!((u["state"].as_str(), &u["size"], u["kind"].as_str()), (Some("COMPLETED"), &json!(size), Some(*kind)));
+        assert_eq!(
+            (u["state"].as_str(), &u["size"], u["kind"].as_str()),
+            (Some("COMPLETED"), &json!(size), Some(*kind))
+        );
     }
 
     // The same notification delivered again changes nothing, publishes nothing.
@@ -291,17 +328,32 @@ async fn post_forms_and_empty_files_are_tracked_settled_and_announced_once() {
     let again = settle::handle(&w.ctx, sent[0].clone()).await.unwrap();
     assert_eq!(
         again,
-        [Outcome::AlreadySettled { upload_id: upload_id.clone(), status: Status::Completed }]
+        [Outcome::AlreadySettled {
+            upload_id: upload_id.clone(),
+            status: Status::Completed
+        }]
     );
-    assert_eq!(types(&w.events_of(upload_id, 2).await), ["Upload Started", "Upload Completed"]);
+    assert_eq!(
+        types(&w.events_of(upload_id, 2).await),
+        ["Upload Started", "Upload Completed"]
+    );
 }
 
 #[tokio::test]
 async fn unused_forms_and_urls_are_settled_as_expired_once_each() {
-    let w = world(&[("PARTWISE_URL_EXPIRY_SECS", "1"), ("PARTWISE_SETTLE_GRACE_SECS", "0")]).await;
+    let w = world(&[
+        ("PARTWISE_URL_EXPIRY_SECS", "1"),
+        ("PARTWISE_SETTLE_GRACE_SECS", "0"),
+    ])
+    .await;
     let owner = format!("bo-{}", uuid::Uuid::new_v4().simple());
     let (_, form) = w
-        .call(&owner, reqwest::Method::GET, "/s3/params?filename=never.txt&type=text/plain", None)
+        .call(
+            &owner,
+            reqwest::Method::GET,
+            "/s3/params?filename=never.txt&type=text/plain",
+            None,
+        )
         .await;
     let (_, empty) = w
         .call(
@@ -316,10 +368,14 @@ async fn unused_forms_and_urls_are_settled_as_expired_once_each() {
         empty["uploadId"].as_str().unwrap().to_string(),
     ];
     // Before their expiry the sweep leaves them be.
-    let early = partwise::sweep::handle(&w.ctx, json!({}), None).await.unwrap();
+    let early = partwise::sweep::handle(&w.ctx, json!({}), None)
+        .await
+        .unwrap();
     assert_eq!(early.expired, 0);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let summary = partwise::sweep::handle(&w.ctx, json!({}), None).await.unwrap();
+    let summary = partwise::sweep::handle(&w.ctx, json!({}), None)
+        .await
+        .unwrap();
     assert_eq!(summary.expired, 2, "{summary:?}");
     for id in &ids {
         assert_eq!(w.settled(id, Status::Aborted).await, Status::Aborted);
@@ -329,7 +385,9 @@ async fn unused_forms_and_urls_are_settled_as_expired_once_each() {
         assert_eq!(events[1]["detail"]["source"], "sweep");
     }
     // A second run finds nothing more to do.
-    let again = partwise::sweep::handle(&w.ctx, json!({}), None).await.unwrap();
+    let again = partwise::sweep::handle(&w.ctx, json!({}), None)
+        .await
+        .unwrap();
     assert_eq!(again.expired, 0);
 }
 
@@ -344,16 +402,41 @@ async fn notifications_for_keys_outside_the_prefix_or_unknown_change_nothing() {
     let w = world(&[]).await;
     let owner = format!("cy-{}", uuid::Uuid::new_v4().simple());
     let (_, form) = w
-        .call(&owner, reqwest::Method::GET, "/s3/params?filename=a.txt&type=text/plain", None)
+        .call(
+            &owner,
+            reqwest::Method::GET,
+            "/s3/params?filename=a.txt&type=text/plain",
+            None,
+        )
         .await;
     let before = w.item_count().await;
     let bucket = w.ctx.config.bucket.clone();
     let prefix = w.ctx.config.key_prefix.clone();
     let cases = [
-        (object_created(&bucket, "elsewhere/a/0193/a.txt", "PutObject"), "outside"),
-        (object_created(&bucket, &format!("{prefix}cy/0193unknown/a.txt"), "POSTObject"), "unknown"),
-        (object_created(&bucket, &format!("{prefix}cy/0193unknown/a.txt"), "CompleteMultipartUpload"), "unknown"),
-        (object_created("another-bucket", &format!("{prefix}x/y/z"), "PutObject"), "bucket"),
+        (
+            object_created(&bucket, "elsewhere/a/0193/a.txt", "PutObject"),
+            "outside",
+        ),
+        (
+            object_created(
+                &bucket,
+                &format!("{prefix}cy/0193unknown/a.txt"),
+                "POSTObject",
+            ),
+            "unknown",
+        ),
+        (
+            object_created(
+                &bucket,
+                &format!("{prefix}cy/0193unknown/a.txt"),
+                "CompleteMultipartUpload",
+            ),
+            "unknown",
+        ),
+        (
+            object_created("another-bucket", &format!("{prefix}x/y/z"), "PutObject"),
+            "bucket",
+        ),
     ];
     for (event, what) in cases {
         let out = settle::handle(&w.ctx, event).await.unwrap();
@@ -367,13 +450,27 @@ async fn notifications_for_keys_outside_the_prefix_or_unknown_change_nothing() {
     }
     // The form's own key, with no object behind it: nothing to record.
     let key = form["fields"]["key"].as_str().unwrap();
-    let out = settle::handle(&w.ctx, object_created(&bucket, key, "POSTObject")).await.unwrap();
+    let out = settle::handle(&w.ctx, object_created(&bucket, key, "POSTObject"))
+        .await
+        .unwrap();
     assert!(matches!(out[..], [Outcome::ObjectGone { .. }]), "{out:?}");
     assert_eq!(w.item_count().await, before);
-    let item = w.ctx.store.get(form["uploadId"].as_str().unwrap()).await.unwrap().unwrap();
+    let item = w
+        .ctx
+        .store
+        .get(form["uploadId"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(item.status, Status::Active);
     // A malformed event is refused, so Lambda retries it and at last keeps it.
-    assert_eq!(settle::handle(&w.ctx, json!({"hello": 1})).await.unwrap_err().status(), 400);
+    assert_eq!(
+        settle::handle(&w.ctx, json!({"hello": 1}))
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
 }
 
 /// A multipart upload started through the API with one part uploaded to its
@@ -384,9 +481,17 @@ async fn multipart_with_a_part(w: &World, owner: &str, name: &str) -> (String, S
               Some(json!({"filename": name, "type": "application/octet-stream", "metadata": {"project": "apollo"}})))
         .await;
     assert_eq!(status, 200, "{up}");
-    let (id, key) = (up["uploadId"].as_str().unwrap().to_string(), up["key"].as_str().unwrap().to_string());
+    let (id, key) = (
+        up["uploadId"].as_str().unwrap().to_string(),
+        up["key"].as_str().unwrap().to_string(),
+    );
     let (_, signed) = w
-        .call(owner, reqwest::Method::GET, &format!("/s3/multipart/{id}/1?key={}", urlencode(&key)), None)
+        .call(
+            owner,
+            reqwest::Method::GET,
+            &format!("/s3/multipart/{id}/1?key={}", urlencode(&key)),
+            None,
+        )
         .await;
     let resp = w
         .http
@@ -418,29 +523,53 @@ async fn multipart_uploads_s3_completed_behind_the_table_are_settled_within_seco
         .await
         .unwrap();
     for (id, key, etag) in [&direct, &crashed] {
-        let parts = [partwise::storage::Part { part_number: 1, etag: etag.clone(), size: 1024, checksum: None }];
+        let parts = [partwise::storage::Part {
+            part_number: 1,
+            etag: etag.clone(),
+            size: 1024,
+            checksum: None,
+        }];
         let started = Instant::now();
         assert!(matches!(
             w.ctx.storage.complete(key, id, &parts).await.unwrap(),
             partwise::storage::Completed::Done { .. }
         ));
-        assert_eq!(w.settled(id, Status::Completed).await, Status::Completed, "{id}");
-        assert!(started.elapsed() < Duration::from_secs(5), "settled in {:?}", started.elapsed());
+        assert_eq!(
+            w.settled(id, Status::Completed).await,
+            Status::Completed,
+            "{id}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "settled in {:?}",
+            started.elapsed()
+        );
         let item = w.ctx.store.get(id).await.unwrap().unwrap();
         assert_eq!(item.completion.as_ref().map(|c| c.size), Some(1024));
         let events = w.events_of(id, 2).await;
-        assert_eq!(types(&events), ["Upload Started", "Upload Completed"], "{id}");
+        assert_eq!(
+            types(&events),
+            ["Upload Started", "Upload Completed"],
+            "{id}"
+        );
         assert_eq!(events[1]["detail"]["source"], "s3");
         assert_eq!(events[1]["detail"]["kind"], "multipart");
         assert_eq!(events[1]["detail"]["metadata"]["project"], "apollo");
         // The client's own complete, arriving late, gets the recorded result.
         let (status, body) = w
-            .call(&owner, reqwest::Method::POST, &format!("/s3/multipart/{id}/complete?key={}", urlencode(key)),
-                  Some(json!({"parts": [{"PartNumber": 1, "ETag": etag}]})))
+            .call(
+                &owner,
+                reqwest::Method::POST,
+                &format!("/s3/multipart/{id}/complete?key={}", urlencode(key)),
+                Some(json!({"parts": [{"PartNumber": 1, "ETag": etag}]})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["size"], 1024);
-        assert_eq!(types(&w.events_of(id, 2).await), ["Upload Started", "Upload Completed"]);
+        assert_eq!(
+            types(&w.events_of(id, 2).await),
+            ["Upload Started", "Upload Completed"]
+        );
     }
 }
 
@@ -451,8 +580,12 @@ async fn the_apis_complete_and_s3s_notification_yield_one_outcome_and_one_event(
     for i in 0..3 {
         let (id, key, etag) = multipart_with_a_part(&w, &owner, &format!("race{i}.bin")).await;
         let (status, body) = w
-            .call(&owner, reqwest::Method::POST, &format!("/s3/multipart/{id}/complete?key={}", urlencode(&key)),
-                  Some(json!({"parts": [{"PartNumber": 1, "ETag": etag}]})))
+            .call(
+                &owner,
+                reqwest::Method::POST,
+                &format!("/s3/multipart/{id}/complete?key={}", urlencode(&key)),
+                Some(json!({"parts": [{"PartNumber": 1, "ETag": etag}]})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         // The notification of that complete, handled now or already, and once more.
@@ -463,15 +596,30 @@ async fn the_apis_complete_and_s3s_notification_yield_one_outcome_and_one_event(
         let sent = w.notifications_for(&key);
         assert_eq!(sent.len(), 1);
         let again = settle::handle(&w.ctx, sent[0].clone()).await.unwrap();
-        assert!(matches!(again[..], [Outcome::AlreadySettled { status: Status::Completed, .. }]), "{again:?}");
+        assert!(
+            matches!(
+                again[..],
+                [Outcome::AlreadySettled {
+                    status: Status::Completed,
+                    ..
+                }]
+            ),
+            "{again:?}"
+        );
         let events = w.events_of(&id, 2).await;
-        assert_eq!(types(&events), ["Upload Started", "Upload Completed"], "{id}");
+        assert_eq!(
+            types(&events),
+            ["Upload Started", "Upload Completed"],
+            "{id}"
+        );
         assert_eq!(events[1]["detail"]["size"], 1024);
     }
 }
 
 fn sample(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -484,19 +632,42 @@ fn the_samples_parse_as_the_objects_they_report() {
     let records = settle::parse(&sample("settle-s3-records.json")).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].reason, settle::Reason::Put);
-    assert!(records[0].key.ends_with("/empty notes.txt"), "{}", records[0].key);
+    assert!(
+        records[0].key.ends_with("/empty notes.txt"),
+        "{}",
+        records[0].key
+    );
 }
 
 #[tokio::test]
 async fn the_samples_settle_the_uploads_they_name() {
     let w = world(&[]).await;
     let owner = format!("fi-{}", uuid::Uuid::new_v4().simple());
-    for (name, route) in [("settle-object-created.json", "params"), ("settle-s3-records.json", "empty")] {
+    for (name, route) in [
+        ("settle-object-created.json", "params"),
+        ("settle-s3-records.json", "empty"),
+    ] {
         // A real upload of that kind, its object put straight into Garage
         // (no notification), then the sample retargeted at its key.
         let (status, up) = match route {
-            "params" => w.call(&owner, reqwest::Method::GET, "/s3/params?filename=s.txt&type=text/plain", None).await,
-            _ => w.call(&owner, reqwest::Method::POST, "/s3/multipart", Some(json!({"filename": "s.txt", "size": 0}))).await,
+            "params" => {
+                w.call(
+                    &owner,
+                    reqwest::Method::GET,
+                    "/s3/params?filename=s.txt&type=text/plain",
+                    None,
+                )
+                .await
+            }
+            _ => {
+                w.call(
+                    &owner,
+                    reqwest::Method::POST,
+                    "/s3/multipart",
+                    Some(json!({"filename": "s.txt", "size": 0})),
+                )
+                .await
+            }
         };
         assert_eq!(status, 200, "{up}");
         let id = up["uploadId"].as_str().unwrap().to_string();
@@ -522,7 +693,10 @@ async fn the_samples_settle_the_uploads_they_name() {
             }
         }
         let out = settle::handle(&w.ctx, event).await.unwrap();
-        assert!(matches!(out[..], [Outcome::Completed { .. }]), "{name}: {out:?}");
+        assert!(
+            matches!(out[..], [Outcome::Completed { .. }]),
+            "{name}: {out:?}"
+        );
         let item = w.ctx.store.get(&id).await.unwrap().unwrap();
         assert_eq!(item.completion.map(|c| c.size), Some(6));
     }

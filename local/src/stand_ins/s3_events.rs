@@ -179,8 +179,8 @@ async fn serve(
         && answer_parts.status.is_success()
     {
         // CompleteMultipartUpload can fail with a 200 whose body is an error.
-        let failed = created == Created::Complete
-            && answer_body.windows(7).any(|w| w == b"<Error>");
+        let failed =
+            created == Created::Complete && answer_body.windows(7).any(|w| w == b"<Error>");
         let object = match created {
             Created::Post => form_key.and_then(|key| {
                 let bucket = path.trim_matches('/').to_string();
@@ -233,7 +233,13 @@ fn form_field(content_type: &HeaderValue, body: &[u8], name: &str) -> Option<Str
 
 /// Emits the "Object Created" event for `key`, with the size and ETag Garage holds.
 async fn notify(shared: Arc<Shared>, bucket: String, key: String, created: Created) {
-    let head = shared.s3.head_object().bucket(&bucket).key(&key).send().await;
+    let head = shared
+        .s3
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await;
     let Ok(head) = head else {
         tracing::warn!(%bucket, %key, "object created, yet HeadObject failed; no notification");
         return;
@@ -314,14 +320,24 @@ mod tests {
         let c = |m: Method, p: &str, q: &str| classify(&m, p, q, false);
         assert_eq!(c(Method::PUT, "/b/k/x", ""), Some(Created::Put));
         assert_eq!(
-            c(Method::PUT, "/b/k", "x-id=PutObject&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"),
+            c(
+                Method::PUT,
+                "/b/k",
+                "x-id=PutObject&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"
+            ),
             Some(Created::Put)
         );
-        assert_eq!(classify(&Method::PUT, "/b/k", "", true), Some(Created::Copy));
+        assert_eq!(
+            classify(&Method::PUT, "/b/k", "", true),
+            Some(Created::Copy)
+        );
         assert_eq!(c(Method::PUT, "/b/k", "partNumber=1&uploadId=u"), None);
         assert_eq!(c(Method::PUT, "/b/k", "tagging"), None);
         assert_eq!(c(Method::PUT, "/b", ""), None);
-        assert_eq!(c(Method::POST, "/b/k", "uploadId=u"), Some(Created::Complete));
+        assert_eq!(
+            c(Method::POST, "/b/k", "uploadId=u"),
+            Some(Created::Complete)
+        );
         assert_eq!(c(Method::POST, "/b/k", "uploads"), None);
         assert_eq!(c(Method::POST, "/b", ""), Some(Created::Post));
         assert_eq!(c(Method::POST, "/b/", ""), Some(Created::Post));

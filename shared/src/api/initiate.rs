@@ -60,6 +60,11 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         };
         return empty_file(ctx, &single).await;
     }
+    if size.is_none() && ctx.config.require_declared_size {
+        return Err(Error::bad_request(
+            "this service needs the file's size: give size (in bytes), so every part URL is signed for its exact size",
+        ));
+    }
 
     let upload_id = ctx
         .storage
@@ -182,7 +187,7 @@ async fn empty_file(ctx: &Context, single: &Single<'_>) -> Result<ApiGatewayV2ht
     let expires_ms = url_expiry_ms(ctx);
     let signed = ctx
         .presigner
-        .put_object(single.key, single.content_type, ctx.config.url_expiry)
+        .put_object(single.key, single.content_type, 0, ctx.config.url_expiry)
         .await?;
     let upload_id = track(ctx, single, expires_ms).await?;
     Ok(response::json(

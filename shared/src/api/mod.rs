@@ -6,6 +6,7 @@ mod complete;
 mod grant;
 mod initiate;
 mod parts;
+mod quota;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -76,6 +77,7 @@ pub async fn handle(
         Operation::ListUploads => uploads::list(ctx, &req).await,
         Operation::SignBatchChecked => sign::batch_checked(ctx, &req).await,
         Operation::IssueGrant => grant::issue(ctx, &req).await,
+        Operation::Quota => quota::usage(ctx, &req).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

@@ -53,6 +53,8 @@ pub enum Operation {
     SignBatchChecked,
     /// An upload grant: a Companion endpoint that carries the caller's identity.
     IssueGrant,
+    /// The caller's usage of each quota.
+    Quota,
 }
 
 /// A route as API Gateway names it (`routeKey`), and the function behind it.
@@ -161,6 +163,7 @@ pub const ROUTES: &[Route] = &[
         Operation::SignBatchChecked,
     ),
     route("POST", "/grants", Function::Initiate, Operation::IssueGrant),
+    route("GET", "/quota", Function::ListParts, Operation::Quota),
     route(
         "POST",
         "/g/{grant}/s3/multipart",
@@ -202,6 +205,12 @@ pub const ROUTES: &[Route] = &[
         "/g/{grant}/s3/multipart",
         Function::ListParts,
         Operation::ListUploads,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/quota",
+        Function::ListParts,
+        Operation::Quota,
     ),
 ];
 

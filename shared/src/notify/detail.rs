@@ -146,12 +146,7 @@ pub struct Aborted {
 }
 
 impl UploadFacts {
-    pub fn new(
-        upload: &Upload,
-        metadata: Metadata,
-        bucket: &str,
-        detail_type: DetailType,
-    ) -> Self {
+    pub fn new(upload: &Upload, metadata: Metadata, bucket: &str, detail_type: DetailType) -> Self {
         UploadFacts {
             event_id: format!("{}:{}", upload.upload_id, detail_type.state()),
             upload_id: upload.upload_id.clone(),

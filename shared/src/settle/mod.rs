@@ -182,25 +182,24 @@ pub async fn expired(ctx: &Context, upload: Upload, by: Actor) -> Result<Status>
             upload.upload_id
         )));
     }
-    if upload.status == Status::Active
-        && ctx.storage.head(&upload.key).await?.is_some()
-    {
+    if upload.status == Status::Active && ctx.storage.head(&upload.key).await?.is_some() {
         return Ok(match record_object(ctx, upload, by).await? {
             Outcome::AlreadySettled { status, .. } => status,
             _ => Status::Completed,
         });
     }
     let claimed = match upload.status {
-        Status::Active => ctx
-            .store
-            .transition_by(
-                &upload.upload_id,
-                Status::Active,
-                Status::Aborting,
-                None,
-                Stamp::Aborting(by, AbortReason::Expired),
-            )
-            .await?,
+        Status::Active => {
+            ctx.store
+                .transition_by(
+                    &upload.upload_id,
+                    Status::Active,
+                    Status::Aborting,
+                    None,
+                    Stamp::Aborting(by, AbortReason::Expired),
+                )
+                .await?
+        }
         Status::Aborting => Transition::Won,
         other => return Ok(other),
     };
