@@ -687,7 +687,8 @@ fn inline_properties(schema: &Value, out: &mut BTreeSet<String>) {
 /// Statuses a handler's source shows it can answer, by what it calls.
 const MARKERS: &[(&str, &[u16])] = &[
     ("req.owner(", &[401]),
-    ("owned_upload(", &[400, 401, 404]),
+    ("owned_upload(", &[400, 401, 404, 409]),
+    ("multipart_only(", &[409]),
     ("owned_upload_and_parts(", &[400, 401, 404]),
     ("checked_upload_id(", &[400]),
     ("req.path(", &[400]),
