@@ -1,55 +1,58 @@
-// The upload page (web/) in headless Chromium: sign in, upload two files
-// with the Dashboard, see both complete in the list, cancel a third, and
-// check S3. Screenshots before, during and after go to E2E_ARTIFACTS.
+// The upload page (web/) in headless Chromium, the way its users meet it:
+// sign in, upload two files, see both complete in the list with their sizes
+// in Uppy's units, cancel a third, sign out. S3 is checked directly.
 //
 // Needs E2E_API, E2E_WEB (the built page) and E2E_ARTIFACTS (scripts/e2e.sh).
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { diagnose, launchBrowser, serveSite } from './lib/harness.mjs'
+import { API, MiB, WEB, checkBothSizes, openUploadPage, signIn, upload, waitRow } from './lib/page.mjs'
 import { bucketOf, getObject, multipartUploadsOf } from './lib/s3.mjs'
 
-const API = process.env.E2E_API?.replace(/\/+$/, '')
-const WEB = process.env.E2E_WEB
-const SHOTS = process.env.E2E_ARTIFACTS ?? path.join(tmpdir(), 'partwise-e2e-artifacts')
 if (!API || !WEB) throw new Error('set E2E_API and E2E_WEB (scripts/e2e.sh does)')
-
-const MiB = 1024 * 1024
 
 let site
 let browser
+let dir
 
 before(async () => {
   site = await serveSite(WEB)
   browser = await launchBrowser()
-  await mkdir(SHOTS, { recursive: true })
+  dir = await mkdtemp(path.join(tmpdir(), 'partwise-page-'))
 })
 
 after(async () => {
   await browser?.close()
   await site?.close()
+  await rm(dir, { recursive: true, force: true })
 })
 
-test('the page: sign in, upload two files, both complete in the list, cancel a third, S3 agrees', { timeout: 180_000 }, async () => {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 1000 } })
-  const page = await context.newPage()
-  const net = []
-  const console = []
-  page.on('response', (r) => net.push({ method: r.request().method(), url: r.url(), status: r.status() }))
-  page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`))
-  page.on('pageerror', (e) => console.push(`pageerror: ${e.message}`))
-  const dir = await mkdtemp(path.join(tmpdir(), 'partwise-page-'))
-  try {
-    await page.goto(`${site.origin}/index.html?api=${encodeURIComponent(API)}`)
-    await page.screenshot({ path: path.join(SHOTS, 'page-before.png'), fullPage: true })
+/** The caller's uploads, as the page's grant lists them. */
+async function listed(page) {
+  const endpoint = await page.evaluate(() => window.partwise.session().endpoint)
+  return (await (await fetch(`${endpoint}/s3/multipart?bytes=true`)).json()).uploads
+}
 
-    // Anonymous API: signing in needs no token.
-    await page.click('#signin button[type=submit]')
-    await page.waitForSelector('.uppy-Dashboard', { timeout: 15_000 })
-    assert.match(await page.textContent('#who'), /uploads allowed until/)
+test('sign in, upload two files, both complete with their sizes, cancel a third, sign out; S3 agrees', { timeout: 180_000 }, async () => {
+  const p = await openUploadPage(browser, site.origin)
+  const { page, net } = p
+  try {
+    await checkBothSizes(page, 'signed-out')
+    assert.equal(await page.isVisible('#signout'), false)
+
+    // Sign-in collapses to who and a sign-out.
+    await signIn(page)
+    assert.match(await page.textContent('#who'), /^Signed in anonymously · until \d/)
+    assert.equal(await page.isVisible('#signin'), false, 'the sign-in form is gone')
+    assert.equal(await page.isVisible('#signout'), true)
+    // One drop hint, Uppy's.
+    const hints = await page.evaluate(() => (document.body.innerText.match(/drop files/gi) ?? []).length)
+    assert.equal(hints, 1, 'one drop hint')
+    await checkBothSizes(page, 'signed-in')
 
     const files = []
     for (const [name, size] of [
@@ -60,61 +63,107 @@ test('the page: sign in, upload two files, both complete in the list, cancel a t
       await writeFile(path.join(dir, name), data)
       files.push({ name, data })
     }
-    await page.setInputFiles('.uppy-Dashboard-input', files.map((f) => path.join(dir, f.name)))
-    await page.click('.uppy-StatusBar-actionBtn--upload')
-    await page.waitForSelector('.uppy-StatusBar.is-uploading', { timeout: 10_000 }).catch(() => {})
-    await page.screenshot({ path: path.join(SHOTS, 'page-during.png'), fullPage: true })
-
-    // Both complete, in the list.
-    await page.waitForFunction(
-      (names) => names.every((n) => [...document.querySelectorAll('#uploads tr')].some((tr) => tr.textContent.includes(n) && tr.textContent.includes('COMPLETED'))),
-      files.map((f) => f.name),
-      { timeout: 60_000 },
+    await upload(page, files.map((f) => path.join(dir, f.name)))
+    // The list shows each file's size in Uppy's own words, before and after.
+    const uppySizes = await page.evaluate(() =>
+      Object.fromEntries([...document.querySelectorAll('.uppy-Dashboard-Item')].map((el) => [
+        el.querySelector('.uppy-Dashboard-Item-name')?.textContent,
+        el.querySelector('.uppy-Dashboard-Item-statusSize')?.textContent,
+      ])),
     )
-    await page.screenshot({ path: path.join(SHOTS, 'page-after.png'), fullPage: true })
-
-    // S3 holds both, byte-exact, with Uppy's metadata.
-    const s3url = net.find((n) => (n.method === 'PUT' || n.method === 'POST') && !n.url.startsWith(API) && !n.url.startsWith(site.origin))
-    const s3 = bucketOf(s3url.url)
-    const listed = await (await fetch(net.find((n) => /\/s3\/multipart\?bytes=true$/.test(n.url)).url)).json()
     for (const f of files) {
-      const u = listed.uploads.find((x) => x.filename === f.name)
+      const row = await waitRow(page, f.name, 'COMPLETED')
+      assert.equal(row.size, uppySizes[f.name], `${f.name}: the list and Uppy say the same size`)
+      assert.match(row.stateText, /^Completed/)
+    }
+    // Screen readers hear the outcome (a polite live region).
+    assert.match(await page.textContent('#announce'), /^(survey-photo\.jpg|site-plan\.pdf) uploaded\.$/)
+    await checkBothSizes(page, 'completed')
+
+    // S3 holds both, byte-exact.
+    const s3url = net.find((n) => n.method === 'PUT' && !n.url.startsWith(API) && !n.url.startsWith(site.origin))
+    const s3 = bucketOf(s3url.url)
+    const uploads = await listed(page)
+    for (const f of files) {
+      const u = uploads.find((x) => x.filename === f.name)
       assert.ok(u, `${f.name} listed`)
       const object = await getObject(s3, u.key)
       assert.equal(object.status, 200, u.key)
       assert.ok(object.body.equals(f.data), `${f.name} byte-exact`)
     }
 
-    // A third file, cancelled midway: Dashboard's cancel, then nothing in S3.
+    // A third file, cancelled midway with the Dashboard's cancel: ABORTED, nothing in S3.
     const third = { name: 'cancel-me.bin', data: randomBytes(12 * MiB) }
     await writeFile(path.join(dir, third.name), third.data)
     await page.evaluate(() => window.partwise.uppy().getFiles().forEach((f) => window.partwise.uppy().removeFile(f.id)))
-    await page.setInputFiles('.uppy-Dashboard-input', path.join(dir, third.name))
-    await page.click('.uppy-StatusBar-actionBtn--upload')
-    await page.waitForFunction(
-      () => window.partwise.uppy().getFiles().some((f) => f.progress.bytesUploaded > 0 || f.s3Multipart?.uploadId),
-      null,
-      { timeout: 30_000 },
-    )
+    // Part 2's signing is held, so the cancel certainly comes midway.
+    let hit
+    const held = new Promise((resolve) => {
+      hit = resolve
+    })
+    await page.route((url) => url.href.startsWith(API) && /\/s3\/multipart\/[^/]+\/2$/.test(url.pathname), (route) => hit(route))
+    await upload(page, path.join(dir, third.name))
+    const route = await held
     await page.click('.uppy-StatusBar-actionBtn--cancel, button[aria-label="Cancel"]')
+    await route.abort().catch(() => {})
     await page.evaluate(() => window.partwise.refresh())
-    await page.waitForFunction(
-      (n) => [...document.querySelectorAll('#uploads tr')].some((tr) => tr.textContent.includes(n) && tr.textContent.includes('ABORTED')),
-      third.name,
-      { timeout: 30_000 },
-    )
-    await page.screenshot({ path: path.join(SHOTS, 'page-cancelled.png'), fullPage: true })
-    const again = await (await fetch(net.filter((n) => /\/s3\/multipart\?bytes=true$/.test(n.url)).at(-1).url)).json()
-    const cancelled = again.uploads.find((x) => x.filename === third.name)
+    const row = await waitRow(page, third.name, 'ABORTED', 30_000)
+    assert.match(row.held, /^—$/)
+    const cancelled = (await listed(page)).find((x) => x.filename === third.name)
     assert.equal(cancelled.state, 'ABORTED')
     assert.equal((await getObject(s3, cancelled.key)).status, 404, 'no object for the cancelled file')
     assert.deepEqual(await multipartUploadsOf(s3, cancelled.key), [], 'no parts left')
+
+    // Sign out: back to the form, and a reload stays signed out.
+    await page.click('#signout')
+    assert.equal(await page.isVisible('#signin'), true)
+    assert.equal(await page.textContent('#who'), 'Not signed in')
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('partwise.session')), null)
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'token', 'focus goes to the sign-in')
+    await page.reload()
+    await page.waitForSelector('#signin:not([hidden])')
+    assert.equal(await page.isVisible('#uploader'), false)
   } catch (e) {
-    globalThis.console.error(diagnose({ net, console }))
-    await page.screenshot({ path: path.join(SHOTS, 'page-failure.png'), fullPage: true }).catch(() => {})
+    console.error(diagnose(p))
+    await page.screenshot({ path: path.join(process.env.E2E_ARTIFACTS ?? tmpdir(), 'page-failure.png'), fullPage: true }).catch(() => {})
     throw e
   } finally {
-    await context.close()
-    await rm(dir, { recursive: true, force: true })
+    await p.close()
+  }
+})
+
+test('anonymous visitors each see only their own uploads', { timeout: 120_000 }, async (t) => {
+  // Needs anonymous grants for a fresh owner each (the limits work): with one
+  // shared anonymous owner there is nothing to tell apart.
+  const sub = async () => {
+    const g = await (await fetch(`${API}/grants`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json()
+    return JSON.parse(Buffer.from(g.endpoint.split('/g/')[1].split('.')[0], 'base64url')).sub
+  }
+  if ((await sub()) === (await sub())) {
+    t.skip('this server gives every anonymous visitor the same owner')
+    return
+  }
+  const visitors = []
+  try {
+    for (const name of ['visitor-a.bin', 'visitor-b.bin']) {
+      const v = await openUploadPage(browser, site.origin)
+      visitors.push(v)
+      await signIn(v.page)
+      await writeFile(path.join(dir, name), randomBytes(64 * 1024))
+      await upload(v.page, path.join(dir, name))
+      await waitRow(v.page, name, 'COMPLETED')
+    }
+    for (const [v, own, other] of [
+      [visitors[0], 'visitor-a.bin', 'visitor-b.bin'],
+      [visitors[1], 'visitor-b.bin', 'visitor-a.bin'],
+    ]) {
+      await v.page.evaluate(() => window.partwise.refresh())
+      const names = await v.page.$$eval('#uploads tr .name', (tds) => tds.map((td) => td.textContent))
+      assert.ok(names.includes(own), `${own} listed for its visitor`)
+      assert.ok(!names.includes(other), `${other} not listed for the other visitor`)
+      assert.deepEqual(new Set((await listed(v.page)).map((u) => u.filename)), new Set([own]))
+    }
+  } finally {
+    for (const v of visitors) await v.close()
   }
 })

@@ -4,6 +4,8 @@
 #   2. cfn-lint + cfn-lint-serverless rules (-a cfn_lint_serverless.rules)
 #   3. checkov, CloudFormation framework
 #   4. openapi-spec-validator on openapi.yaml (the API's description)
+#   5. scripts/check-dashboard.py: the dashboard's JSON, which cfn-lint sees as
+#      strings, and that it and the alarms cover every function, queue and alarm
 # Clean, or each skip justified beside its resource in template.yaml
 # (Metadata: checkov.skip with a comment; Metadata: cfn-lint.config.ignore_checks
 # with a comment). Exits non-zero on any finding, warnings included.
@@ -83,8 +85,14 @@ fi
 #    agrees with the code.
 run "openapi-spec-validator (openapi.yaml)" "$OPENAPI_BIN/openapi-spec-validator" openapi.yaml
 
+# 5. The operations dashboard (PyYAML from the cfn-lint venv), then the
+#    checker's self-test, so a checker that stopped catching faults fails too.
+run "dashboard and alarms (check-dashboard.py)" sh -c \
+  '"$1" scripts/check-dashboard.py "$2" && "$1" scripts/check-dashboard.py --self-test "$2"' \
+  sh "$CFNLINT_BIN/python" "$TEMPLATE"
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "checks: failed: ${failed[*]}" >&2
   exit 1
 fi
-echo "checks: template.yaml passed sam validate --lint, cfn-lint (+serverless rules) and checkov; openapi.yaml passed openapi-spec-validator"
+echo "checks: template.yaml passed sam validate --lint, cfn-lint (+serverless rules), checkov and check-dashboard.py; openapi.yaml passed openapi-spec-validator"

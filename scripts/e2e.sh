@@ -11,7 +11,7 @@
 # 2. builds the page (esbuild) and partwise-local (or takes $PARTWISE_LOCAL_BIN);
 # 3. starts `partwise-local serve --anonymous` on a free port (its own stack),
 #    or uses the API at $E2E_API if set;
-# 4. runs e2e/uploads.test.mjs (node --test), one line per case;
+# 4. runs e2e/*.test.mjs (node --test), one line per case;
 # 5. stops everything it started, however it ends. Exit status 0 only if all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,11 +82,14 @@ if [ -z "${E2E_API:-}" ]; then
   fi
 
   # --- 3. the API and its stack ----------------------------------------------
+  # A live-uploads quota small enough for e2e/page-errors.test.mjs to reach
+  # (by bounded creates) and far above what the other cases hold at once.
   # Port 0: the server binds a free port itself and prints it, so no race.
   # A grant signing key of its own, for e2e/grants.test.mjs.
   # Created before the server starts: the loop below may read it first.
   : >"$work/api.out"
   PARTWISE_GRANT_KEYS="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" \
+    PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER="${PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER:-40}" \
     "$bin" serve --anonymous --no-dev-auth --port 0 >"$work/api.out" 2>"$work/api.log" &
   api_pid=$!
   for _ in $(seq 1 1200); do

@@ -8,7 +8,9 @@
 #   6. the README's by-hand sweep sequence, checked (scripts/sweep-by-hand.sh);
 #      Uppy in a real browser against the local API (scripts/e2e.sh);
 #      Schemathesis against openapi.yaml and the local API (scripts/schemathesis.sh);
-#   7. template.yaml and openapi.yaml checks (scripts/checks.sh).
+#      the runbook's redrive and query, run as written (scripts/runbook-check.sh);
+#   7. every Markdown link and anchor (scripts/check-links.py, offline);
+#      template.yaml and openapi.yaml checks (scripts/checks.sh).
 # The stack is stopped however the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,5 +68,7 @@ cargo test --workspace --all-targets
 PARTWISE_LOCAL_BIN="$bin" bash scripts/sweep-by-hand.sh
 PARTWISE_LOCAL_BIN="$bin" bash scripts/e2e.sh
 PARTWISE_LOCAL_BIN="$bin" bash scripts/schemathesis.sh
+bash scripts/runbook-check.sh
+python3 scripts/check-links.py --self-test && python3 scripts/check-links.py
 bash scripts/checks.sh
 echo "test.sh: all tests and checks passed"

@@ -67,9 +67,9 @@ impl Scenario {
             Scenario::Create => 2,
             Scenario::SignOne | Scenario::SignBatch => 1,
             Scenario::ListParts | Scenario::Status => 1,
-            Scenario::Complete | Scenario::CompleteWithHeldParts => 4,
+            Scenario::Complete | Scenario::CompleteWithHeldParts => 5,
             Scenario::CompleteAgain => 1,
-            Scenario::Abort => 4,
+            Scenario::Abort => 5,
             Scenario::AbortAgain => 1,
             Scenario::PostForm => 0,
             Scenario::ListUploads => 1,
@@ -80,22 +80,22 @@ impl Scenario {
     pub fn why(self) -> &'static str {
         match self {
             Scenario::Create => {
-                "CreateMultipartUpload → PutItem: the item is keyed by S3's UploadId, which only the first call gives"
+                "CreateMultipartUpload → TransactWriteItems (the item, with its owner's quota counters): the item is keyed by S3's UploadId, which only the first call gives; the quota is charged in the same transaction, so it costs no call of its own"
             }
             Scenario::SignOne | Scenario::SignBatch => {
-                "GetItem: owner, state, plan and checksum algorithm live only on the item; signing itself is local"
+                "GetItem ‖ ListParts: owner, state, plan and checksum algorithm live only on the item; for an upload that declared no size (as Uppy starts them), the parts S3 holds bound what may be signed, and S3 is asked while DynamoDB is; signing itself is local"
             }
             Scenario::ListParts | Scenario::Status => {
                 "GetItem ‖ ListParts: both need only the id and the `key` the client sends, so S3 is asked while DynamoDB is; S3's answer is dropped unless the item is the caller's and ACTIVE"
             }
             Scenario::Complete | Scenario::CompleteWithHeldParts => {
-                "GetItem ‖ ListParts → UpdateItem (claim COMPLETING) → CompleteMultipartUpload → UpdateItem (COMPLETED). ListParts stays even with the client's list (only S3 knows part sizes, which the 5 MiB, declared-size and size-limit checks and the recorded size need) but rides in the read's wave; the claim follows the checks so a refused list changes nothing, and precedes S3's complete so an abort cannot race it"
+                "GetItem ‖ ListParts → UpdateItem (claim COMPLETING) → CompleteMultipartUpload → UpdateItem (COMPLETED). ListParts stays even with the client's list (only S3 knows part sizes, which the 5 MiB, declared-size and size-limit checks and the recorded size need) but rides in the read's wave; the claim follows the checks so a refused list changes nothing, and precedes S3's complete so an abort cannot race it; then UpdateItem (the owner's quota released), which only the write that made the upload terminal may send, so it follows that write"
             }
             Scenario::CompleteAgain => {
                 "GetItem: the first result is on the item (the concurrent ListParts' NoSuchUpload is dropped)"
             }
             Scenario::Abort => {
-                "UpdateItem (claim ABORTING, conditioned on the caller owning the item: no read before it) → AbortMultipartUpload → ListParts (confirm no part landed after the abort, as S3 documents) → UpdateItem (ABORTED); each needs the one before"
+                "UpdateItem (claim ABORTING, conditioned on the caller owning the item: no read before it) → AbortMultipartUpload → ListParts (confirm no part landed after the abort, as S3 documents) → UpdateItem (ABORTED) → UpdateItem (the owner's quota released, by the write that made it terminal only); each needs the one before"
             }
             Scenario::AbortAgain => {
                 "UpdateItem: the claim fails and answers the item as it was (ABORTED), so no read follows"

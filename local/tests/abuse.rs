@@ -413,12 +413,14 @@ fn form_encode(s: &str) -> String {
 fn abuse_gets_json_4xx_within_bounded_memory() {
     let server = Server::start();
     let host = server.host().to_string();
-    // A real upload to aim the part-list and batch cases at.
+    // A real upload to aim the part-list and batch cases at: 16 GiB, so its
+    // plan has the 1,000 parts the batch case signs (an upload without a
+    // size signs only a window past what S3 holds).
     let created = call(
         &host,
         "POST",
         "/s3/multipart",
-        br#"{"filename":"target.bin"}"#,
+        br#"{"filename":"target.bin","size":17179869184}"#,
     );
     assert_eq!(created.0, 200, "{}", String::from_utf8_lossy(&created.2));
     let created = json_of(&created);

@@ -132,7 +132,13 @@ impl Scene {
                 .send()
                 .await
                 .unwrap();
-            items.extend(out.items().iter().map(|i| Upload::try_from(i).unwrap()));
+            // Uploads only: the owners' quota counters share the table.
+            items.extend(
+                out.items()
+                    .iter()
+                    .filter(|i| i.contains_key("status"))
+                    .map(|i| Upload::try_from(i).unwrap()),
+            );
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return items,

@@ -847,7 +847,7 @@ fn each_route_is_the_operation_its_handler_implements() {
         assert_eq!(op["tags"], json!([h.tag]), "{}: tags", route.key());
         // mod.rs dispatches this operation to the handler named here.
         let dispatch = format!(
-            "Operation::{:?} => {}::{}(",
+            "Operation::{:?} => Box::pin({}::{}(",
             route.operation, h.module, h.function
         );
         assert!(MOD_RS.contains(&dispatch), "api/mod.rs has no {dispatch:?}");

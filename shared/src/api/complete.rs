@@ -122,7 +122,7 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
             let parts = match choose_parts(&ctx.config, &upload, body.parts, held) {
                 Ok(parts) => parts,
                 Err(Refused::OverLimit(why)) => {
-                    return Err(lifecycle::abort_over_limit(ctx, &upload, why.0).await);
+                    return Err(Box::pin(lifecycle::abort_over_limit(ctx, &upload, why.0)).await);
                 }
                 Err(Refused::Other(e)) => return Err(e),
             };

@@ -65,19 +65,22 @@ pub async fn handle(
     {
         return response::error(&e);
     }
+    // Each boxed: the handlers' futures differ widely in size, and inline
+    // the largest would be every request's (debug builds overflow a test
+    // thread's stack); one allocation a request is nothing beside its calls.
     let result = match route.operation {
-        Operation::Create => initiate::create(ctx, &req).await,
-        Operation::PostForm => initiate::post_form(ctx, &req).await,
-        Operation::SignPart => sign::one(ctx, &req).await,
-        Operation::SignBatch => sign::batch(ctx, &req).await,
-        Operation::ListParts => parts::list(ctx, &req).await,
-        Operation::Status => parts::status(ctx, &req).await,
-        Operation::Complete => complete::complete(ctx, &req).await,
-        Operation::Abort => abort::abort(ctx, &req).await,
-        Operation::ListUploads => uploads::list(ctx, &req).await,
-        Operation::SignBatchChecked => sign::batch_checked(ctx, &req).await,
-        Operation::IssueGrant => grant::issue(ctx, &req).await,
-        Operation::Quota => quota::usage(ctx, &req).await,
+        Operation::Create => Box::pin(initiate::create(ctx, &req)).await,
+        Operation::PostForm => Box::pin(initiate::post_form(ctx, &req)).await,
+        Operation::SignPart => Box::pin(sign::one(ctx, &req)).await,
+        Operation::SignBatch => Box::pin(sign::batch(ctx, &req)).await,
+        Operation::ListParts => Box::pin(parts::list(ctx, &req)).await,
+        Operation::Status => Box::pin(parts::status(ctx, &req)).await,
+        Operation::Complete => Box::pin(complete::complete(ctx, &req)).await,
+        Operation::Abort => Box::pin(abort::abort(ctx, &req)).await,
+        Operation::ListUploads => Box::pin(uploads::list(ctx, &req)).await,
+        Operation::SignBatchChecked => Box::pin(sign::batch_checked(ctx, &req)).await,
+        Operation::IssueGrant => Box::pin(grant::issue(ctx, &req)).await,
+        Operation::Quota => Box::pin(quota::usage(ctx, &req)).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

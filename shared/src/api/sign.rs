@@ -15,9 +15,10 @@ use serde_json::{Map, json};
 
 /// Signing is only for live uploads still taking parts. For an upload that
 /// declared no size, also the parts S3 holds, which bound what it may sign
-/// ([`Unsized`]): asked in the item read's wave when `in_wave` (the one-part
-/// route, which is how Uppy signs, and Uppy declares no size), else only
-/// once the item shows no size (the batch routes, whose clients declare it).
+/// ([`Unsized`]): asked in the item read's wave when `in_wave` and the
+/// client names the `key` (the GET routes: Uppy signs one part at a time,
+/// with `key`, and declares no size), else only once the item shows no size
+/// (POST batches, whose clients declare it).
 async fn active_upload(
     ctx: &Context,
     req: &Request<'_>,
@@ -46,7 +47,7 @@ async fn active_upload(
     }
     let bound = match upload.size {
         Some(_) => None,
-        None => Some(Unsized::new(ctx, &upload, held.unwrap_or_default()).await?),
+        None => Some(Box::pin(Unsized::new(ctx, &upload, held.unwrap_or_default())).await?),
     };
     Ok((upload, bound))
 }
@@ -71,11 +72,12 @@ impl Unsized {
         let limit = ctx.config.max_upload_size;
         let total: u64 = held.iter().map(|p| p.size).sum();
         if total > limit {
-            return Err(lifecycle::abort_over_limit(
+            // Boxed: an abort's future is large, and would sit in every signing's.
+            return Err(Box::pin(lifecycle::abort_over_limit(
                 ctx,
                 upload,
                 format!("its parts already add up to {total} bytes, more than the {limit} allowed"),
-            )
+            ))
             .await);
         }
         Ok(Unsized {
@@ -182,7 +184,7 @@ pub async fn one(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpRes
 
 /// Many part URLs in one call: `{presignedUrls: {"1": url, ...}, expires}`.
 pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let (upload, bound) = active_upload(ctx, req, false).await?;
+    let (upload, bound) = active_upload(ctx, req, true).await?;
     if let Some(a) = upload.checksum {
         return Err(Error::bad_request(format!(
             "this upload checks every part with {}: sign with POST and each part's checksum",
