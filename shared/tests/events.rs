@@ -931,14 +931,28 @@ async fn api_samples_succeed_against_the_local_stack() {
                 assert_eq!(claims.content_types, Some(vec!["image/*".to_string()]));
             }
             Operation::Quota => {
-                // A fresh owner: nothing used, the configured limits.
+                // The owner's live uploads (the samples before left their
+                // POST forms tracked and ACTIVE), the configured limits.
                 let (status, body) = invoke(ctx, name, sample).await;
                 assert_eq!(status, 200, "{name}: {body}");
                 assert_eq!(body["owner"], json!(owner), "{name}");
                 let q = ctx.store.quotas();
+                let live_states = [Status::Active, Status::Completing, Status::Aborting];
+                let live = ctx
+                    .store
+                    .owner_page(
+                        owner.as_deref().unwrap_or("anonymous"),
+                        Some(&live_states),
+                        None,
+                        100,
+                    )
+                    .await
+                    .unwrap()
+                    .uploads
+                    .len();
                 assert_eq!(
                     body["quotas"]["liveUploads"],
-                    json!({"usage": 0, "limit": q.live_uploads}),
+                    json!({"usage": live, "limit": q.live_uploads}),
                     "{name}"
                 );
                 assert_eq!(
