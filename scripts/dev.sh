@@ -7,7 +7,7 @@
 # table, API URL) and writes them to target/partwise-local.env, so another
 # terminal can `source` them for cargo lambda, the sweep or the AWS SDKs.
 #
-#   scripts/dev.sh [--port P] [--anonymous] [--no-dev-auth] [--env-file F] [--web DIR]
+#   scripts/dev.sh [--port P] [--anonymous] [--allowed-origins O1,O2] [--no-dev-auth] [--env-file F] [--web DIR]
 #
 # Its event log (stderr) has one JSON line per upload event the stack would
 # publish (`{"event": …}`) and per S3 "Object Created" notification

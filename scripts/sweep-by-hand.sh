@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "sweep the local stack by hand" sequence, run as written (free
+# docs/sweep.md's "sweep the local stack by hand" sequence, run as written (free
 # ports aside) and checked: scripts/dev.sh, a backlog of stale tracked and
 # orphan uploads spanning several ListMultipartUploads pages, then
 # `cargo lambda invoke sweep` until a summary says no more work. Every
@@ -46,7 +46,7 @@ trap 'exit 143' TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# 1. The README: `scripts/dev.sh` (here on a free port, with its own env file).
+# 1. docs/sweep.md: `scripts/dev.sh` (here on a free port, with its own env file).
 setsid bash scripts/dev.sh --port 0 --env-file "$work/local.env" >"$work/dev.log" 2>&1 &
 dev_pid=$!
 for _ in $(seq 1 3000); do
@@ -56,7 +56,7 @@ for _ in $(seq 1 3000); do
 done
 [ -f "$work/local.env" ] || { log "scripts/dev.sh was not ready after 300 s"; exit 1; }
 
-# 2. The README: source the variables dev.sh printed, seed a stale backlog.
+# 2. docs/sweep.md: source the variables dev.sh printed, seed a stale backlog.
 # shellcheck disable=SC1091
 source "$work/local.env"
 local_bin="${PARTWISE_LOCAL_BIN:-${CARGO_TARGET_DIR:-target}/debug/partwise-local}"
@@ -64,7 +64,7 @@ local_bin="${PARTWISE_LOCAL_BIN:-${CARGO_TARGET_DIR:-target}/debug/partwise-loca
 start=$("$local_bin" census)
 log "seeded: $start"
 
-# 3. The README: cargo lambda watch, then cargo lambda invoke sweep, repeated
+# 3. docs/sweep.md: cargo lambda watch, then cargo lambda invoke sweep, repeated
 #    while the summary says more_work.
 port=$(free_port)
 setsid cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" >"$work/watch.log" 2>&1 &

@@ -5,7 +5,7 @@
 #   3. compile every target;
 #   4. start one local stack for the whole run (`partwise-local stack`);
 #   5. run every test of the workspace with the stack's variables exported;
-#   6. the README's by-hand sweep sequence, checked (scripts/sweep-by-hand.sh);
+#   6. docs/sweep.md's by-hand sweep sequence, checked (scripts/sweep-by-hand.sh);
 #      Uppy in a real browser against the local API (scripts/e2e.sh);
 #      Schemathesis against openapi.yaml and the local API (scripts/schemathesis.sh);
 #      the runbook's redrive and query, run as written (scripts/runbook-check.sh);

@@ -2,7 +2,7 @@
 //!
 //! - `partwise-local stack [--env-file F]`: start Garage + DynamoDB Local, print
 //!   (and write to F) `export K=V` lines for them, run until SIGINT/SIGTERM.
-//! - `partwise-local serve [--port P] [--anonymous] [--no-dev-auth] [--env-file F] [--web DIR]`:
+//! - `partwise-local serve [--port P] [--anonymous] [--allowed-origins O,O] [--no-dev-auth] [--env-file F] [--web DIR]`:
 //!   the same stack plus the HTTP API on 127.0.0.1 (and the upload page at `/`), run until Ctrl-C.
 //! - `partwise-local seed` / `census`: make a backlog of stale uploads on a
 //!   running stack, and count what S3 and the table hold (for trying the sweep).
@@ -49,6 +49,10 @@ enum Command {
         /// Accept callers without identity (PARTWISE_ANONYMOUS=true).
         #[arg(long)]
         anonymous: bool,
+        /// Origins allowed by CORS, comma-separated, on the API and the
+        /// bucket alike (template.yaml's AllowedOrigins; default `*`).
+        #[arg(long, env = "PARTWISE_ALLOWED_ORIGINS")]
+        allowed_origins: Option<String>,
         /// No authorizer at all (only --anonymous callers get through). By
         /// default DEV MODE trusts bearer tokens unverified.
         #[arg(long)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Serve {
             port,
             anonymous,
+            allowed_origins,
             no_dev_auth,
             env_file,
             web,
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         } => serve(
             port,
             anonymous,
+            allowed_origins.as_deref(),
             !no_dev_auth,
             env_file.as_deref(),
             web.as_deref(),
@@ -216,6 +222,7 @@ fn shell_quote(v: &str) -> String {
 fn serve(
     port: u16,
     anonymous: bool,
+    allowed_origins: Option<&str>,
     dev_auth: bool,
     env_file: Option<&Path>,
     web: Option<&Path>,
@@ -252,6 +259,11 @@ fn serve(
     if anonymous {
         // SAFETY: as above, still single-threaded.
         unsafe { std::env::set_var("PARTWISE_ANONYMOUS", "true") };
+    }
+    if let Some(origins) = allowed_origins {
+        // The template reads it (`Template::bundled`) for the bucket's CORS
+        // rules and the API's alike. SAFETY: as above, still single-threaded.
+        unsafe { std::env::set_var("PARTWISE_ALLOWED_ORIGINS", origins) };
     }
     runtime()?.block_on(async move {
         let stopped = stop_signal()?;
@@ -401,6 +413,7 @@ mod tests {
             Command::Serve {
                 port: 3000,
                 anonymous: false,
+                allowed_origins: None,
                 no_dev_auth: false,
                 env_file: None,
                 web: None,
@@ -413,6 +426,8 @@ mod tests {
                 "--port",
                 "0",
                 "--anonymous",
+                "--allowed-origins",
+                "https://a.example,https://b.example",
                 "--no-dev-auth",
                 "--env-file",
                 "e",
@@ -425,6 +440,7 @@ mod tests {
             Command::Serve {
                 port: 0,
                 anonymous: true,
+                allowed_origins: Some("https://a.example,https://b.example".into()),
                 no_dev_auth: true,
                 env_file: Some("e".into()),
                 web: Some("w".into()),

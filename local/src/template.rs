@@ -2,7 +2,9 @@
 //! bucket's CORS rules and the HTTP API's CORS, so local and cloud cannot drift.
 //!
 //! Properties are mapped field by field from CloudFormation's names to the AWS
-//! APIs'. A property with no local meaning (tags, encryption, backups...) is
+//! APIs'. A `!Ref` to a template parameter in them takes the parameter's value:
+//! its environment variable's ([`PARAMETER_ENV`]) when set, else its default,
+//! as `sam deploy --parameter-overrides` would. A property with no local meaning (tags, encryption, backups...) is
 //! skipped quietly when listed in the `NOT_LOCAL` lists, and with a warning
 //! otherwise, so that a new template property is noticed but never blocks a run.
 
@@ -11,6 +13,7 @@ use aws_sdk_s3::types as s3;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
+use std::collections::BTreeMap;
 
 /// The template the crate was built with (cargo rebuilds when it changes).
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
@@ -18,6 +21,9 @@ pub const TEMPLATE: &str = include_str!("../../template.yaml");
 pub const TABLE_RESOURCE: &str = "UploadsTable";
 /// Logical id of the uploads bucket in `template.yaml`.
 pub const BUCKET_RESOURCE: &str = "UploadsBucket";
+/// Template parameters the local stack reads from the environment, as a
+/// deploy takes them from its parameter overrides.
+pub const PARAMETER_ENV: &[(&str, &str)] = &[("AllowedOrigins", "PARTWISE_ALLOWED_ORIGINS")];
 
 /// Table properties applied locally (fields of `TableProperties`).
 const TABLE_MAPPED: &[&str] = &[
@@ -84,6 +90,8 @@ impl TemplateError {
 #[derive(Debug, Clone)]
 pub struct Template {
     doc: Value,
+    /// Parameter values given, by name; the others take their `Default`.
+    parameters: BTreeMap<String, String>,
 }
 
 impl Template {
@@ -94,12 +102,78 @@ impl Template {
         if !doc.get("Resources").is_some_and(Value::is_mapping) {
             return Err(TemplateError::new("no Resources mapping"));
         }
-        Ok(Template { doc })
+        Ok(Template {
+            doc,
+            parameters: BTreeMap::new(),
+        })
     }
 
-    /// The template the crate was built with.
+    /// The template the crate was built with, its parameters taken from the
+    /// process environment ([`PARAMETER_ENV`]).
     pub fn bundled() -> Result<Self, TemplateError> {
-        Self::parse(TEMPLATE)
+        Ok(Self::parse(TEMPLATE)?.with_env(|k| std::env::var(k).ok()))
+    }
+
+    /// Gives parameter `name` the value `value` (a `CommaDelimitedList` as
+    /// its comma-separated text).
+    pub fn with_parameter(mut self, name: &str, value: &str) -> Self {
+        self.parameters.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// The parameters of [`PARAMETER_ENV`] whose variable `get` finds set
+    /// and not blank.
+    pub fn with_env(self, get: impl Fn(&str) -> Option<String>) -> Self {
+        PARAMETER_ENV.iter().fold(self, |t, (name, var)| {
+            match get(var).filter(|v| !v.trim().is_empty()) {
+                Some(v) => t.with_parameter(name, &v),
+                None => t,
+            }
+        })
+    }
+
+    /// Parameter `name`'s value, given or default, as YAML: a list of
+    /// trimmed strings for a `CommaDelimitedList`, else a string.
+    pub fn parameter(&self, name: &str) -> Option<Value> {
+        let declared = self.doc.get("Parameters")?.get(name)?;
+        let text = match self.parameters.get(name) {
+            Some(v) => v.clone(),
+            None => match declared.get("Default")? {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            },
+        };
+        Some(match declared.get("Type").and_then(Value::as_str) {
+            Some("CommaDelimitedList") => Value::Sequence(
+                text.split(',')
+                    .map(|v| Value::String(v.trim().to_string()))
+                    .collect(),
+            ),
+            _ => Value::String(text),
+        })
+    }
+
+    /// `v` with every `!Ref` to a parameter replaced by its value; other
+    /// tags are left for the typed parsing to refuse.
+    fn resolve(&self, v: &Value) -> Value {
+        match v {
+            Value::Tagged(t) if t.tag == "Ref" => t
+                .value
+                .as_str()
+                .and_then(|name| self.parameter(name))
+                .unwrap_or_else(|| v.clone()),
+            Value::Sequence(items) => {
+                Value::Sequence(items.iter().map(|i| self.resolve(i)).collect())
+            }
+            Value::Mapping(m) => Value::Mapping(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.resolve(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 
     /// The tracking table's definition, from [`TABLE_RESOURCE`].
@@ -113,7 +187,7 @@ impl Template {
     pub fn bucket_cors(&self) -> Result<Vec<s3::CorsRule>, TemplateError> {
         let props = self.properties(BUCKET_RESOURCE, "AWS::S3::Bucket")?;
         let props = mapped_only(BUCKET_RESOURCE, props, BUCKET_MAPPED, BUCKET_NOT_LOCAL)?;
-        from_yaml::<BucketProperties>(BUCKET_RESOURCE, &props)?
+        from_yaml::<BucketProperties>(BUCKET_RESOURCE, &self.resolve(&props))?
             .cors_configuration
             .map(|c| c.cors_rules)
             .unwrap_or_default()
@@ -124,7 +198,8 @@ impl Template {
 
     /// The HTTP API's CORS configuration: from the first `AWS::Serverless::HttpApi`
     /// resource that has one, else from `Globals.HttpApi`. `None` if the template
-    /// has none, or only one built from intrinsic functions (unknowable locally).
+    /// has none, or only one built from intrinsic functions other than a
+    /// parameter's `!Ref` (unknowable locally).
     pub fn http_api_cors(&self) -> Option<HttpApiCors> {
         let from_resources = self
             .resources()
@@ -138,7 +213,7 @@ impl Template {
                 .and_then(|g| g.get("HttpApi"))
                 .and_then(|h| h.get("CorsConfiguration"))
         };
-        let value = from_resources.or_else(from_globals)?;
+        let value = self.resolve(from_resources.or_else(from_globals)?);
         match value {
             // SAM: `CorsConfiguration: true` allows every origin.
             Value::Bool(true) => Some(HttpApiCors::default()),
@@ -614,6 +689,63 @@ Resources:
             );
         }
         assert!(!t.bucket_cors().unwrap().is_empty());
+    }
+
+    #[test]
+    fn allowed_origins_reach_the_bucket_and_the_api_alike() {
+        let origins = |t: &Template| {
+            let bucket: Vec<Vec<String>> = t
+                .bucket_cors()
+                .unwrap()
+                .iter()
+                .map(|r| r.allowed_origins().to_vec())
+                .collect();
+            let api = t.http_api_cors().unwrap().allow_origins.unwrap();
+            (bucket, api)
+        };
+        // The parameter, a CommaDelimitedList defaulting to `*`.
+        let t = Template::parse(TEMPLATE).unwrap();
+        let param = &t.doc["Parameters"]["AllowedOrigins"];
+        assert_eq!(param["Type"].as_str(), Some("CommaDelimitedList"));
+        assert_eq!(param["Default"].as_str(), Some("*"));
+        // Both CORS configurations name it, and nothing else.
+        let is_ref = |v: &Value| matches!(v, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("AllowedOrigins"));
+        let api = t
+            .resources()
+            .find(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::HttpApi"))
+            .unwrap()
+            .1;
+        assert!(is_ref(
+            &api["Properties"]["CorsConfiguration"]["AllowOrigins"]
+        ));
+        let rules = t.properties(BUCKET_RESOURCE, "AWS::S3::Bucket").unwrap()["CorsConfiguration"]
+            ["CorsRules"]
+            .as_sequence()
+            .unwrap();
+        assert!(!rules.is_empty());
+        for rule in rules {
+            assert!(is_ref(&rule["AllowedOrigins"]), "{rule:?}");
+        }
+
+        assert_eq!(
+            origins(&t),
+            (vec![vec!["*".to_string()]], vec!["*".to_string()])
+        );
+        let env = |k: &str| {
+            (k == "PARTWISE_ALLOWED_ORIGINS")
+                .then(|| "https://app.example, https://admin.example".to_string())
+        };
+        let narrowed = Template::parse(TEMPLATE).unwrap().with_env(env);
+        let want = vec![
+            "https://app.example".to_string(),
+            "https://admin.example".to_string(),
+        ];
+        assert_eq!(origins(&narrowed), (vec![want.clone()], want));
+        // A blank variable is no setting.
+        let blank = Template::parse(TEMPLATE)
+            .unwrap()
+            .with_env(|_| Some("  ".into()));
+        assert_eq!(origins(&blank).1, ["*"]);
     }
 
     #[test]

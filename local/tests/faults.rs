@@ -380,7 +380,7 @@ async fn items(
     }
 }
 
-/// The figures of one scenario, printed (through `Debug`) for the README.
+/// The figures of one scenario, printed (through `Debug`) for docs/failure-model.md.
 #[derive(Debug)]
 #[allow(dead_code)]
 struct Figures {

@@ -35,7 +35,11 @@ pub struct Config {
     /// `PARTWISE_KEY_PREFIX` (`uploads/`): every key starts with it.
     pub key_prefix: String,
     /// `PARTWISE_ALLOWED_CONTENT_TYPES` (`*/*`): comma list; `image/*` wildcards allowed.
+    /// `image/*` admits `image/svg+xml`, which runs scripts when opened: see `refuse_svg`.
     pub allowed_content_types: Vec<String>,
+    /// `PARTWISE_REFUSE_SVG` (`false`): refuse SVG (`image/svg+xml`, any `svg`
+    /// subtype) whatever the allow-list's wildcards admit.
+    pub refuse_svg: bool,
     /// `PARTWISE_MAX_UPLOAD_SIZE` (`5TiB`): largest file accepted.
     pub max_upload_size: u64,
     /// `PARTWISE_MAX_POST_SIZE` (`100MiB`, at most 5 GiB): largest single presigned-POST upload.
@@ -186,6 +190,7 @@ impl Config {
             table: required("PARTWISE_TABLE")?,
             key_prefix,
             allowed_content_types,
+            refuse_svg: flag("PARTWISE_REFUSE_SVG")?,
             max_upload_size,
             max_post_size: max_post_size.min(max_upload_size),
             part_size,
@@ -254,9 +259,15 @@ impl Config {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let Some((ty, _)) = ct.split_once('/') else {
+        let Some((ty, sub)) = ct.split_once('/') else {
             return false;
         };
+        // `image/svg+xml`, and the unregistered `image/svg` and `image/svg-xml`
+        // some clients send. (A grant's `image/*` stays allowed: its uploads
+        // are checked against this same configuration, SVG refused.)
+        if self.refuse_svg && ty == "image" && sub.starts_with("svg") {
+            return false;
+        }
         self.allowed_content_types
             .iter()
             .any(|a| match a.split_once('/') {
@@ -343,5 +354,38 @@ mod tests {
         assert!(c.content_type_allowed("application/pdf; charset=binary"));
         assert!(!c.content_type_allowed("application/zip"));
         assert!(!c.content_type_allowed("nonsense"));
+    }
+
+    #[test]
+    fn image_wildcards_admit_svg_unless_refused() {
+        let c = config(&[("PARTWISE_ALLOWED_CONTENT_TYPES", "image/*")]).unwrap();
+        assert!(!c.refuse_svg);
+        assert!(c.content_type_allowed("image/svg+xml"));
+        let c = config(&[
+            ("PARTWISE_ALLOWED_CONTENT_TYPES", "image/*"),
+            ("PARTWISE_REFUSE_SVG", "true"),
+        ])
+        .unwrap();
+        for svg in [
+            "image/svg+xml",
+            "IMAGE/SVG+XML; charset=utf-8",
+            "image/svg",
+            "image/svg-xml",
+        ] {
+            assert!(!c.content_type_allowed(svg), "{svg}");
+        }
+        assert!(c.content_type_allowed("image/png"));
+        assert!(
+            c.content_type_allowed("image/*"),
+            "a grant may still ask for image/*"
+        );
+        // Even listed exactly, or through */*.
+        let c = config(&[
+            ("PARTWISE_ALLOWED_CONTENT_TYPES", "image/svg+xml,*/*"),
+            ("PARTWISE_REFUSE_SVG", "yes"),
+        ])
+        .unwrap();
+        assert!(!c.content_type_allowed("image/svg+xml"));
+        assert!(config(&[("PARTWISE_REFUSE_SVG", "svg")]).is_err());
     }
 }

@@ -1,36 +1,48 @@
-//! Upload grants: short signed tokens that carry a caller's identity in a URL.
+//! Upload grants: short sealed tokens that carry a caller's identity in a URL.
 //!
 //! Uppy's `companionEndpoint` sends no credentials, so a signed-in page asks
 //! `POST /grants` for an endpoint with a grant in its path (`/g/{grant}`); the
 //! grant then stands in for the caller's token on the Companion routes.
 //!
-//! A grant is `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`.
-//! It is checked in the function with no table read. Two keys are accepted
-//! (current, then previous) so a key can be rotated without breaking uploads
-//! in flight; new grants are always signed with the current one.
+//! A grant is `base64url(nonce) "." base64url(XChaCha20-Poly1305(claims JSON))`:
+//! encrypted and authenticated, so whoever holds the URL (a proxy log, a
+//! browser history) learns nothing of the owner or limits inside, and cannot
+//! change a byte of it. The AEAD key is derived from the configured key with
+//! HKDF-SHA256, so the secret keeps its `current[,previous]` format. A grant is
+//! opened in the function with no table read. Two keys are accepted (current,
+//! then previous) so a key can be rotated without breaking uploads in flight;
+//! new grants are always sealed with the current one. The 24-byte nonce is
+//! random: XChaCha's nonces are long enough that random ones never repeat.
 
 use crate::error::{Error, Result};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use hmac::{Hmac, KeyInit, Mac};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// How long a grant lives when the caller does not say.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// The longest a grant may live, so a leaked one expires the same day.
 pub const MAX_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Shortest signing key accepted: 256 bits, as HMAC-SHA256 wants.
+/// Shortest configured key accepted: 256 bits.
 pub const MIN_KEY_BYTES: usize = 32;
-/// Longest grant read; real ones are a few hundred bytes.
+/// Longest grant read or issued; real ones are about 150 characters.
 pub const MAX_GRANT_CHARS: usize = 4096;
 /// Most content types a grant may list.
 pub const MAX_GRANT_TYPES: usize = 32;
+/// XChaCha20-Poly1305's nonce.
+const NONCE_BYTES: usize = 24;
+/// HKDF's `info`: names what the derived key is for, and the grant format's
+/// version, so a future format derives a key of its own.
+const HKDF_INFO: &[u8] = b"partwise upload grant v2 xchacha20poly1305";
+/// Bound into every grant as associated data: a grant opens as nothing else.
+const AAD: &[u8] = b"partwise-grant-v2";
 
 /// What a grant says: who, until when, and limits narrower than the server's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,16 +62,16 @@ pub struct Claims {
     pub content_types: Option<Vec<String>>,
 }
 
-/// The signing keys: the current one first, then the previous one, if any.
-/// `Debug` never shows them.
+/// The AEAD keys derived from the configured ones: the current one first,
+/// then the previous one, if any. `Debug` never shows them.
 #[derive(Clone)]
 pub struct GrantKeys {
-    keys: Vec<Vec<u8>>,
+    ciphers: Vec<XChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for GrantKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GrantKeys({} keys, redacted)", self.keys.len())
+        write!(f, "GrantKeys({} keys, redacted)", self.ciphers.len())
     }
 }
 
@@ -68,10 +80,7 @@ impl GrantKeys {
     /// holds them. Each key is at least [`MIN_KEY_BYTES`] bytes; the error
     /// never quotes a key.
     pub fn parse(raw: &str) -> Result<Self> {
-        let keys: Vec<Vec<u8>> = raw
-            .split(',')
-            .map(|k| k.trim().as_bytes().to_vec())
-            .collect();
+        let keys: Vec<&[u8]> = raw.split(',').map(|k| k.trim().as_bytes()).collect();
         if keys.len() > 2 {
             return Err(Error::Config(
                 "grant keys: at most two (current,previous)".into(),
@@ -82,35 +91,77 @@ impl GrantKeys {
                 "grant keys: each key needs at least {MIN_KEY_BYTES} bytes"
             )));
         }
-        Ok(GrantKeys { keys })
+        let ciphers = keys
+            .into_iter()
+            .map(|ikm| {
+                let mut okm = [0u8; 32];
+                Hkdf::<Sha256>::new(None, ikm)
+                    .expand(HKDF_INFO, &mut okm)
+                    .map_err(|_| Error::Config("grant keys: key derivation failed".into()))?;
+                XChaCha20Poly1305::new_from_slice(&okm)
+                    .map_err(|_| Error::Config("grant keys: key derivation failed".into()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(GrantKeys { ciphers })
     }
 
-    /// A signed grant for `claims`, with the current key.
-    pub fn sign(&self, claims: &Claims) -> Result<String> {
+    /// A sealed grant for `claims`, with the current key. Refused (400) if it
+    /// would be longer than [`MAX_GRANT_CHARS`] (too many long type patterns).
+    pub fn seal(&self, claims: &Claims) -> Result<String> {
         let json = serde_json::to_vec(claims).map_err(Error::internal)?;
-        let payload = B64.encode(json);
-        let signature = B64.encode(self.mac(0, payload.as_bytes())?.finalize().into_bytes());
-        Ok(format!("{payload}.{signature}"))
+        let mut nonce = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut nonce).map_err(Error::internal)?;
+        let cipher = self
+            .ciphers
+            .first()
+            .ok_or_else(|| Error::internal("no grant key"))?;
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &json,
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| Error::internal("sealing a grant failed"))?;
+        let grant = format!("{}.{}", B64.encode(nonce), B64.encode(sealed));
+        if grant.len() > MAX_GRANT_CHARS {
+            return Err(Error::bad_request(
+                "the grant would be too long for a URL: list fewer or shorter allowedTypes",
+            ));
+        }
+        Ok(grant)
     }
 
-    /// The claims of `grant` if one of the keys signed it and it has not
+    /// The claims of `grant` if one of the keys sealed it and it has not
     /// expired at `now` (seconds since the epoch). Anything else is a 401
     /// that says only what a caller can act on.
-    pub fn verify(&self, grant: &str, now: u64) -> Result<Claims> {
+    pub fn open(&self, grant: &str, now: u64) -> Result<Claims> {
         let invalid = || Error::Unauthorized("the upload grant is not valid".into());
         if grant.len() > MAX_GRANT_CHARS {
             return Err(invalid());
         }
-        let (payload, signature) = grant.split_once('.').ok_or_else(invalid)?;
-        let signature = B64.decode(signature).map_err(|_| invalid())?;
-        let signed = (0..self.keys.len()).any(|i| {
-            self.mac(i, payload.as_bytes())
-                .is_ok_and(|m| m.verify_slice(&signature).is_ok())
-        });
-        if !signed {
-            return Err(invalid());
-        }
-        let json = B64.decode(payload).map_err(|_| invalid())?;
+        let (nonce, sealed) = grant.split_once('.').ok_or_else(invalid)?;
+        let nonce: [u8; NONCE_BYTES] = B64
+            .decode(nonce)
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or_else(invalid)?;
+        let sealed = B64.decode(sealed).map_err(|_| invalid())?;
+        let json = self
+            .ciphers
+            .iter()
+            .find_map(|c| {
+                c.decrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &sealed,
+                        aad: AAD,
+                    },
+                )
+                .ok()
+            })
+            .ok_or_else(invalid)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| invalid())?;
         if claims.owner.is_empty() {
             return Err(invalid());
@@ -122,16 +173,14 @@ impl GrantKeys {
         }
         Ok(claims)
     }
+}
 
-    fn mac(&self, i: usize, data: &[u8]) -> Result<HmacSha256> {
-        let key = self
-            .keys
-            .get(i)
-            .ok_or_else(|| Error::internal("no grant key"))?;
-        let mut mac = HmacSha256::new_from_slice(key).map_err(Error::internal)?;
-        mac.update(data);
-        Ok(mac)
-    }
+/// The grant's first characters, for a log line that must not carry the
+/// grant itself: they are the random nonce's, so they say nothing of the
+/// claims and cannot be replayed, but tell one grant's requests apart.
+pub fn fingerprint(grant: &str) -> &str {
+    let end = grant.char_indices().nth(8).map_or(grant.len(), |(i, _)| i);
+    &grant[..end]
 }
 
 /// The keys held in the Secrets Manager secret `arn` (`current[,previous]`).
@@ -330,11 +379,11 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_grant_verifies_until_it_expires() {
+    fn a_sealed_grant_opens_until_it_expires() {
         let keys = GrantKeys::parse(K1).unwrap();
-        let g = keys.sign(&claims(1000)).unwrap();
-        assert_eq!(keys.verify(&g, 999).unwrap(), claims(1000));
-        let err = keys.verify(&g, 1000).unwrap_err();
+        let g = keys.seal(&claims(1000)).unwrap();
+        assert_eq!(keys.open(&g, 999).unwrap(), claims(1000));
+        let err = keys.open(&g, 1000).unwrap_err();
         assert_eq!(err.status(), 401);
         assert!(err.to_string().contains("expired"), "{err}");
         assert!(
@@ -342,52 +391,109 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'),
             "URL-safe: {g}"
         );
+        assert!(g.len() < 200, "short: {} chars", g.len());
+        // Two grants of the same claims share nothing: the nonce is fresh.
+        let again = keys.seal(&claims(1000)).unwrap();
+        assert_ne!(g, again);
+        assert_ne!(
+            g.split_once('.').unwrap().0,
+            again.split_once('.').unwrap().0
+        );
+    }
+
+    #[test]
+    fn a_grant_reveals_nothing_of_its_claims() {
+        let keys = GrantKeys::parse(K1).unwrap();
+        let mut c = claims(1000);
+        c.owner = "alice@example.com".into();
+        let g = keys.seal(&c).unwrap();
+        let mut readable = g.clone();
+        for part in g.split('.') {
+            if let Ok(bytes) = B64.decode(part) {
+                readable.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        // Words long enough not to turn up in random base64 by chance.
+        for secret in ["alice", "example", "image/", "\"sub\"", "\"exp\""] {
+            assert!(!readable.contains(secret), "{secret} shows in {g}");
+        }
     }
 
     #[test]
     fn tampering_anywhere_is_refused() {
         let keys = GrantKeys::parse(K1).unwrap();
-        let g = keys.sign(&claims(1000)).unwrap();
-        // Another owner with the old signature.
-        let (_, sig) = g.split_once('.').unwrap();
+        let g = keys.seal(&claims(1000)).unwrap();
+        // Readable claims with a real grant's nonce: the old, signed-only shape.
+        let (nonce, sealed) = g.split_once('.').unwrap();
         let mut forged = claims(1000);
         forged.owner = "mallory".into();
         let payload = B64.encode(serde_json::to_vec(&forged).unwrap());
-        let err = keys.verify(&format!("{payload}.{sig}"), 1).unwrap_err();
+        let err = keys.open(&format!("{nonce}.{payload}"), 1).unwrap_err();
         assert_eq!(
             (err.status(), err.to_string().as_str()),
             (401, "the upload grant is not valid")
         );
+        // The ciphertext under another nonce, cut short, or grown.
+        let other = keys.seal(&claims(1000)).unwrap();
+        let other_nonce = other.split_once('.').unwrap().0;
+        for t in [
+            format!("{other_nonce}.{sealed}"),
+            format!("{nonce}.{}", &sealed[..sealed.len() - 4]),
+            format!("{nonce}.{sealed}AAAA"),
+            format!("{nonce}{sealed}"),
+        ] {
+            assert_eq!(keys.open(&t, 1).unwrap_err().status(), 401, "{t}");
+        }
         // Every single-character change.
         for i in 0..g.len() {
             let mut b = g.clone().into_bytes();
             b[i] = if b[i] == b'A' { b'B' } else { b'A' };
             let t = String::from_utf8(b).unwrap();
             if t != g {
-                assert!(keys.verify(&t, 1).is_err(), "changed at {i}");
+                assert!(keys.open(&t, 1).is_err(), "changed at {i}");
             }
         }
-        assert!(keys.verify("", 1).is_err());
-        assert!(keys.verify(".", 1).is_err());
-        assert!(keys.verify(&"a".repeat(MAX_GRANT_CHARS + 1), 1).is_err());
+        assert!(keys.open("", 1).is_err());
+        assert!(keys.open(".", 1).is_err());
+        assert!(keys.open(&"a".repeat(MAX_GRANT_CHARS + 1), 1).is_err());
     }
 
     #[test]
-    fn rotation_accepts_the_previous_key_and_signs_with_the_current() {
+    fn rotation_accepts_the_previous_key_and_seals_with_the_current() {
         let old = GrantKeys::parse(K1).unwrap();
         let rotated = GrantKeys::parse(&format!("{K2},{K1}")).unwrap();
-        let from_old = old.sign(&claims(1000)).unwrap();
-        assert!(
-            rotated.verify(&from_old, 1).is_ok(),
+        let from_old = old.seal(&claims(1000)).unwrap();
+        assert_eq!(
+            rotated.open(&from_old, 1).unwrap(),
+            claims(1000),
             "in-flight grants survive"
         );
-        let from_new = rotated.sign(&claims(1000)).unwrap();
-        assert!(GrantKeys::parse(K2).unwrap().verify(&from_new, 1).is_ok());
-        assert!(old.verify(&from_new, 1).is_err());
+        let from_new = rotated.seal(&claims(1000)).unwrap();
+        assert!(GrantKeys::parse(K2).unwrap().open(&from_new, 1).is_ok());
+        assert!(old.open(&from_new, 1).is_err());
         // Once the old key is dropped, its grants are refused; so is any unknown key.
-        assert!(GrantKeys::parse(K2).unwrap().verify(&from_old, 1).is_err());
-        let stranger = GrantKeys::parse(K3).unwrap().sign(&claims(1000)).unwrap();
-        assert_eq!(rotated.verify(&stranger, 1).unwrap_err().status(), 401);
+        assert!(GrantKeys::parse(K2).unwrap().open(&from_old, 1).is_err());
+        let stranger = GrantKeys::parse(K3).unwrap().seal(&claims(1000)).unwrap();
+        assert_eq!(rotated.open(&stranger, 1).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn a_grant_too_long_for_a_url_is_refused() {
+        let keys = GrantKeys::parse(K1).unwrap();
+        let mut c = claims(1000);
+        c.content_types = Some(
+            (0..MAX_GRANT_TYPES)
+                .map(|i| format!("application/{i}{}", "x".repeat(120)))
+                .collect(),
+        );
+        assert_eq!(keys.seal(&c).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn fingerprints_are_short() {
+        assert_eq!(fingerprint("abcdefghijkl.mnop"), "abcdefgh");
+        assert_eq!(fingerprint("abc"), "abc");
+        assert_eq!(fingerprint("ééééééééé"), "éééééééé");
     }
 
     #[test]
@@ -490,16 +596,19 @@ mod tests {
             #[test]
             fn garbage_is_a_401(s in "[A-Za-z0-9_.=+/-]{0,300}|\\PC{0,300}") {
                 let keys = GrantKeys::parse(K1).unwrap();
-                prop_assert_eq!(keys.verify(&s, 0).unwrap_err().status(), 401);
+                prop_assert_eq!(keys.open(&s, 0).unwrap_err().status(), 401);
             }
 
-            /// Signed garbage claims are refused without a panic too.
+            /// Sealed garbage claims are refused without a panic too.
             #[test]
-            fn signed_garbage_is_a_401(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            fn sealed_garbage_is_a_401(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
                 let keys = GrantKeys::parse(K1).unwrap();
-                let payload = B64.encode(&bytes);
-                let sig = B64.encode(keys.mac(0, payload.as_bytes()).unwrap().finalize().into_bytes());
-                if let Err(e) = keys.verify(&format!("{payload}.{sig}"), 0) {
+                let nonce = [7u8; NONCE_BYTES];
+                let sealed = keys.ciphers[0]
+                    .encrypt(XNonce::from_slice(&nonce), Payload { msg: &bytes, aad: AAD })
+                    .unwrap();
+                let grant = format!("{}.{}", B64.encode(nonce), B64.encode(sealed));
+                if let Err(e) = keys.open(&grant, 0) {
                     prop_assert_eq!(e.status(), 401);
                 }
             }

@@ -27,7 +27,7 @@ pub fn init_logging() {
 /// at once (the sweep's aborts, notify's PutEvents calls) is futures polled
 /// together, so worker threads would have nothing to run side by side; in
 /// `coldstart`, starting them cost `sign-part` about 0.5 ms of its init (see
-/// the README). Blocking work (DNS lookups) still gets Tokio's blocking pool.
+/// docs/performance.md). Blocking work (DNS lookups) still gets Tokio's blocking pool.
 pub fn block_on(
     serve: impl std::future::Future<Output = Result<(), lambda_runtime::Error>>,
 ) -> Result<(), lambda_runtime::Error> {

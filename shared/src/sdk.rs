@@ -25,7 +25,7 @@
 //! the same, every init pays it even when no event follows soon, and a probe
 //! call needs IAM rights the functions do not otherwise have. `coldstart`
 //! measures the most it could move: the first invoke minus a warm one on the
-//! same instance (see the README). It would pay off only where init runs
+//! same instance (see docs/performance.md). It would pay off only where init runs
 //! before the request exists (provisioned concurrency, proactive init).
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;

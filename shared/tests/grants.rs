@@ -173,7 +173,7 @@ async fn expired_tampered_or_foreign_grants_are_401_and_store_nothing() {
     let mallory = owner("mallory");
     let keys = GrantKeys::parse(KEYS).unwrap();
     let expired = keys
-        .sign(&Claims {
+        .seal(&Claims {
             owner: mallory.clone(),
             expires: 1,
             max_file_size: None,
@@ -181,11 +181,24 @@ async fn expired_tampered_or_foreign_grants_are_401_and_store_nothing() {
         })
         .unwrap();
     let good = grant(&ctx, &mallory, json!({})).await;
-    let (payload, sig) = good.split_once('.').unwrap();
-    let tampered = format!("{payload}x.{sig}");
+    let (nonce, sealed) = good.split_once('.').unwrap();
+    let tampered = format!("{nonce}x.{sealed}");
+    // A flipped character inside the ciphertext: still base64, no longer sealed.
+    let flipped = {
+        let mut b = sealed.as_bytes().to_vec();
+        b[5] = if b[5] == b'A' { b'B' } else { b'A' };
+        format!("{nonce}.{}", String::from_utf8(b).unwrap())
+    };
+    // The old readable form: claims in base64 JSON, naming anyone.
+    use base64::Engine;
+    let readable = format!(
+        "{}.{sealed}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!({"sub": mallory, "exp": u64::MAX / 2}).to_string())
+    );
     let foreign = GrantKeys::parse("some-other-key-0123456789abcdef0123456789")
         .unwrap()
-        .sign(&Claims {
+        .seal(&Claims {
             owner: mallory.clone(),
             expires: u64::MAX / 2,
             max_file_size: None,
@@ -195,6 +208,8 @@ async fn expired_tampered_or_foreign_grants_are_401_and_store_nothing() {
     for (what, g) in [
         ("expired", expired.as_str()),
         ("tampered", &tampered),
+        ("flipped", &flipped),
+        ("readable claims", &readable),
         ("foreign key", &foreign),
         ("garbage", "not-a-grant"),
     ] {
@@ -420,4 +435,71 @@ async fn metadata_values_with_commas_survive_the_query_string() {
         .await;
     assert_eq!(status, 200, "{form}");
     assert_eq!(form["fields"]["x-amz-meta-name"], "my report, v2.bin");
+}
+
+#[tokio::test]
+async fn a_grants_text_names_no_owner() {
+    let ctx = ctx().await;
+    let gina = owner("gina");
+    for body in [
+        json!({}),
+        json!({"maxFileSize": 1000, "allowedTypes": ["image/png"]}),
+    ] {
+        let g = grant(&ctx, &gina, body).await;
+        assert!(g.len() < 300, "short enough for every Uppy URL: {g}");
+        // Neither in the text, nor in anything its parts decode to.
+        use base64::Engine;
+        let mut seen = g.clone();
+        for part in g.split('.') {
+            for engine in [
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+            ] {
+                if let Ok(bytes) = engine.decode(part) {
+                    seen.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+        for secret in [gina.as_str(), "gina", "image/png", "1000", "\"sub\""] {
+            assert!(!seen.contains(secret), "{secret} readable in {g}");
+        }
+        // Yet it opens to her.
+        let claims = GrantKeys::parse(KEYS).unwrap().open(&g, 0).unwrap();
+        assert_eq!(claims.owner, gina);
+    }
+}
+
+#[tokio::test]
+async fn a_grant_sealed_with_the_previous_key_still_opens_after_rotation() {
+    const NEW: &str = "rotated-grant-key-0123456789abcdef0123456789ab";
+    let before = ctx().await;
+    let hana = owner("hana");
+    let old_grant = grant(&before, &hana, json!({})).await;
+    // The secret now holds "new,old": grants in flight keep working.
+    let rotated = context(&[("PARTWISE_GRANT_KEYS", &format!("{NEW},{KEYS}"))]).await;
+    let (status, started) = via(G_CREATE, &old_grant)
+        .json(json!({"filename": "after-rotation.bin"}))
+        .send(&rotated)
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let up_id = started["uploadId"].as_str().unwrap().to_string();
+    // New grants are sealed with the new key: the old key alone refuses them.
+    let new_grant = grant(&rotated, &hana, json!({})).await;
+    let (status, listed) = via(G_UPLOADS, &new_grant).send(&rotated).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["uploads"][0]["uploadId"], json!(up_id));
+    let (status, _) = via(G_UPLOADS, &new_grant).send(&before).await;
+    assert_eq!(status, 401, "the old key alone cannot open a new grant");
+    // Once the old key is dropped ("new"), its grants are refused.
+    let after = context(&[("PARTWISE_GRANT_KEYS", NEW)]).await;
+    let (status, body) = via(G_ABORT, &old_grant)
+        .path("uploadId", &up_id)
+        .send(&after)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = via(G_ABORT, &new_grant)
+        .path("uploadId", &up_id)
+        .send(&after)
+        .await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -351,18 +351,18 @@ async fn other_owners_and_anonymous_callers_are_refused() {
         Status::Active
     );
 
-    // Anonymous mode: a public drop box.
+    // Anonymous mode: a public drop box, each upload under an owner of its own
+    // (shared/tests/anonymous.rs holds visitors apart).
     let anon = context(&[("PARTWISE_ANONYMOUS", "true")]).await;
     let (status, body) = Call::new(CREATE)
         .json(json!({"filename": "drop.txt"}))
         .send(&anon)
         .await;
     assert_eq!(status, 200, "{body}");
+    let key = body["key"].as_str().unwrap();
     assert!(
-        body["key"]
-            .as_str()
-            .unwrap()
-            .starts_with("uploads/anonymous/")
+        partwise::api::anonymous::owner_in_key("uploads/", key).is_some(),
+        "{key}"
     );
 }
 
@@ -833,4 +833,76 @@ async fn a_complete_retried_after_s3_completed_unrecorded_returns_the_result_at_
         .await;
     assert_eq!(status, 503);
     assert!(s3_upload_exists(&ctx, &busy).await);
+}
+
+#[tokio::test]
+async fn a_deploy_can_refuse_svg_that_image_wildcards_admit() {
+    let svg = r#"{"filename": "logo.svg", "type": "image/svg+xml"}"#;
+    // `image/*` admits SVG, which runs scripts when opened from the bucket.
+    let admits = context(&[("PARTWISE_ALLOWED_CONTENT_TYPES", "image/*")]).await;
+    let alice = owner("alice");
+    let (status, body) = Call::new(CREATE)
+        .owner(&alice)
+        .raw_body(svg)
+        .send(&admits)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = Call::new(ABORT)
+        .owner(&alice)
+        .path("uploadId", body["uploadId"].as_str().unwrap())
+        .send(&admits)
+        .await;
+    assert_eq!(status, 200);
+
+    let refuses = context(&[
+        ("PARTWISE_ALLOWED_CONTENT_TYPES", "image/*"),
+        ("PARTWISE_REFUSE_SVG", "true"),
+        (
+            "PARTWISE_GRANT_KEYS",
+            "svg-test-grant-key-0123456789abcdef0123456789",
+        ),
+    ])
+    .await;
+    let bob = owner("bob");
+    for ty in ["image/svg+xml", "image/SVG+XML; charset=utf-8", "image/svg"] {
+        let (status, body) = Call::new(CREATE)
+            .owner(&bob)
+            .json(json!({"filename": "logo.svg", "type": ty}))
+            .send(&refuses)
+            .await;
+        assert_eq!(status, 422, "{ty}: {body}");
+        assert_eq!(body["error"]["code"], "Unprocessable");
+        let (status, body) = Call::new(PARAMS)
+            .owner(&bob)
+            .query("filename", "logo.svg")
+            .query("type", ty)
+            .send(&refuses)
+            .await;
+        assert_eq!(status, 422, "POST form, {ty}: {body}");
+    }
+    // Nor can a grant ask for it.
+    let (status, body) = Call::new("POST /grants")
+        .owner(&bob)
+        .json(json!({"allowedTypes": ["image/svg+xml"]}))
+        .send(&refuses)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        s3_uploads_under(&refuses, &format!("uploads/{bob}/"))
+            .await
+            .is_empty()
+    );
+    // Other images still go.
+    let (status, body) = Call::new(CREATE)
+        .owner(&bob)
+        .json(json!({"filename": "logo.png", "type": "image/png"}))
+        .send(&refuses)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = Call::new(ABORT)
+        .owner(&bob)
+        .path("uploadId", body["uploadId"].as_str().unwrap())
+        .send(&refuses)
+        .await;
+    assert_eq!(status, 200);
 }

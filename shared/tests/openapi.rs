@@ -918,6 +918,78 @@ fn every_route_requires_the_jwt_scheme_the_template_configures() {
     );
 }
 
+/// CORS and the content-type settings are deploy parameters, applied where
+/// they act: `AllowedOrigins` on the HttpApi's CORS and every bucket CORS
+/// rule alike, `RefuseSvg` in every function's environment.
+#[test]
+fn the_template_applies_allowed_origins_and_refuse_svg() {
+    let t: serde_yaml::Value = serde_yaml::from_str(TEMPLATE).unwrap();
+    let origins = &t["Parameters"]["AllowedOrigins"];
+    assert_eq!(origins["Type"].as_str(), Some("CommaDelimitedList"));
+    assert_eq!(origins["Default"].as_str(), Some("*"));
+    let is_ref = |v: &serde_yaml::Value, name: &str| matches!(v, serde_yaml::Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(name));
+    let (mut apis, mut rules) = (0, 0);
+    for (name, res) in t["Resources"].as_mapping().unwrap() {
+        match res["Type"].as_str() {
+            Some("AWS::Serverless::HttpApi") => {
+                let cors = &res["Properties"]["CorsConfiguration"];
+                assert!(
+                    is_ref(&cors["AllowOrigins"], "AllowedOrigins"),
+                    "{name:?}: {cors:?}"
+                );
+                apis += 1;
+            }
+            Some("AWS::S3::Bucket") => {
+                for rule in res["Properties"]["CorsConfiguration"]["CorsRules"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                {
+                    assert!(
+                        is_ref(&rule["AllowedOrigins"], "AllowedOrigins"),
+                        "{name:?}: {rule:?}"
+                    );
+                    rules += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        (apis, rules),
+        (1, 1),
+        "one API and one bucket rule, both narrowed"
+    );
+    // Nothing else in the template opens an origin by hand.
+    assert!(
+        !TEMPLATE.contains("AllowedOrigins: [\"*\"]")
+            && !TEMPLATE.contains("AllowOrigins: [\"*\"]")
+    );
+
+    let svg = &t["Parameters"]["RefuseSvg"];
+    assert_eq!(svg["Default"].as_str(), Some("false"));
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(is_ref(&env["PARTWISE_REFUSE_SVG"], "RefuseSvg"), "{env:?}");
+    assert!(
+        is_ref(&env["PARTWISE_ANONYMOUS"], "AnonymousUploads"),
+        "{env:?}"
+    );
+    for p in ["AllowedOrigins", "RefuseSvg"] {
+        let grouped = t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|g| {
+                g["Parameters"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.as_str() == Some(p))
+            });
+        assert!(grouped, "{p} is in a parameter group");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Errors.
 // ---------------------------------------------------------------------------

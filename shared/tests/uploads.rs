@@ -294,7 +294,7 @@ async fn cursors_are_opaque_and_never_cross_owners() {
 }
 
 #[tokio::test]
-async fn anonymous_mode_lists_the_anonymous_owners_uploads() {
+async fn anonymous_mode_lists_uploads_only_through_a_grant() {
     let ctx = context(&[("PARTWISE_ANONYMOUS", "true")]).await;
     let (status, body) = Call::new(CREATE)
         .json(json!({"filename": "drop.bin"}))
@@ -302,16 +302,23 @@ async fn anonymous_mode_lists_the_anonymous_owners_uploads() {
         .await;
     assert_eq!(status, 200, "{body}");
     let id = body["uploadId"].as_str().unwrap().to_string();
+    let key = body["key"].as_str().unwrap().to_string();
+    // Once, this listed every visitor's uploads: names, keys and ids.
     let (status, body) = list(&ctx, None, &[("state", "live"), ("limit", "100")]).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "Unauthorized");
     assert!(
-        ids(body["uploads"].as_array().unwrap()).contains(&id),
-        "{body}"
+        body["message"].as_str().unwrap().contains("POST /grants"),
+        "says what to do: {body}"
     );
     // A caller with an identity does not see the drop box.
     let (_, body) = list(&ctx, Some(&owner("carol")), &[]).await;
     assert_eq!(body["uploads"], json!([]));
-    let (status, _) = Call::new(ABORT).path("uploadId", &id).send(&ctx).await;
+    let (status, _) = Call::new(ABORT)
+        .path("uploadId", &id)
+        .query("key", &key)
+        .send(&ctx)
+        .await;
     assert_eq!(status, 200);
 }
 

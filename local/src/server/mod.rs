@@ -224,8 +224,11 @@ async fn respond(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> H
             .headers_mut()
             .insert(HeaderName::from_static("apigw-requestid"), v);
     }
+    // Never a grant in full: it is the caller's credential (and was, before
+    // grants were sealed, their identity in clear).
     tracing::info!(
-        "{method} {path} -> {} ({} ms)",
+        "{method} {} -> {} ({} ms)",
+        partwise::api::routes::redacted(&path),
         answer.status().as_u16(),
         started.elapsed().as_millis()
     );

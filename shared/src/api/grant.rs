@@ -1,18 +1,18 @@
 //! `POST /grants` (issue an upload grant) and the `/g/{grant}/...` routes,
 //! where the grant in the path is the caller's identity and limits.
 
+use super::request::set_owner;
 use super::{Request, response};
 use crate::Context;
 use crate::error::{Error, Result};
 use crate::grants::{Claims, GrantRequest, intersect_types};
-use aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
-    ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
-};
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use serde_json::json;
 
 /// Issues a grant for the caller: `{endpoint, expires}`, where `endpoint` is
 /// this API's base URL followed by `/g/{grant}`, for Uppy's `companionEndpoint`.
+/// In anonymous mode a caller without identity has been given a fresh owner
+/// (`api::anonymous`), so each such grant is one visitor's alone.
 pub async fn issue(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let owner = req.owner(ctx.config.anonymous)?;
     let keys = ctx
@@ -24,7 +24,7 @@ pub async fn issue(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
     let claims = body.claims(&owner, now_secs(), ctx.config.max_upload_size, |t| {
         ctx.config.content_type_allowed(t)
     })?;
-    let grant = keys.sign(&claims)?;
+    let grant = keys.seal(&claims)?;
     let expires = time::OffsetDateTime::from_unix_timestamp(claims.expires as i64)
         .ok()
         .and_then(|t| {
@@ -32,7 +32,8 @@ pub async fn issue(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
                 .ok()
         })
         .ok_or_else(|| Error::internal("grant expiry out of range"))?;
-    tracing::info!(owner = %claims.owner, expires = %expires, "upload grant issued");
+    // The owner and expiry, never the grant: it is a credential.
+    tracing::info!(owner = %claims.owner, expires = %expires, grant = %crate::grants::fingerprint(&grant), "upload grant issued");
     Ok(response::json(
         200,
         &json!({
@@ -59,14 +60,10 @@ pub(super) async fn resolve(
         .path_parameters
         .get("grant")
         .ok_or_else(|| Error::Unauthorized("the upload grant is missing".into()))?;
-    let claims = keys.verify(grant, now_secs())?;
+    let claims = keys.open(grant, now_secs())?;
     let mut event = event.clone();
     event.path_parameters.remove("grant");
-    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
-    jwt.claims.insert("sub".into(), claims.owner.clone());
-    let mut authorizer = ApiGatewayRequestAuthorizer::default();
-    authorizer.jwt = Some(jwt);
-    event.request_context.authorizer = Some(authorizer);
+    set_owner(&mut event, claims.owner.clone());
     Ok((narrowed(ctx, &claims), event))
 }
 

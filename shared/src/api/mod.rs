@@ -2,6 +2,7 @@
 //! Uppy Companion's S3 routes, so `@uppy/aws-s3` works unchanged, plus ours.
 
 mod abort;
+pub mod anonymous;
 mod complete;
 mod grant;
 mod initiate;
@@ -56,6 +57,21 @@ pub async fn handle(
         }
     } else {
         (ctx, &event)
+    };
+    // Anonymous mode: a caller without identity acts as an owner of their
+    // own, or is refused here, before any handler runs.
+    let identified;
+    let event = if ctx.config.anonymous && !route.is_granted() {
+        match anonymous::identify(ctx, route.operation, event) {
+            Ok(Some(e)) => {
+                identified = e;
+                &identified
+            }
+            Ok(None) => event,
+            Err(e) => return response::error(&e),
+        }
+    } else {
+        event
     };
     let req = Request::new(event);
     // The caller first, as API Gateway's authorizer runs before any function.

@@ -1,7 +1,9 @@
 //! Reading an API Gateway payload-2.0 event: path, query, JSON body, caller.
 
 use crate::error::{Error, Result};
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
+};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 
@@ -26,9 +28,6 @@ const NOT_EMPTY: &[&str] = &[
     "size",
     "state",
 ];
-
-/// Owner of uploads made in anonymous mode.
-pub const ANONYMOUS_OWNER: &str = "anonymous";
 
 /// A borrowed view of the event with typed accessors that fail as 4xx.
 pub struct Request<'a> {
@@ -138,8 +137,9 @@ impl<'a> Request<'a> {
             .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 
-    /// Who is calling: the JWT `sub`, else the IAM caller, else (in anonymous
-    /// mode only) the shared anonymous owner.
+    /// Who is calling: the JWT `sub`, else the IAM caller. An anonymous
+    /// caller has been given an owner of their own before any handler runs
+    /// (`api::anonymous`); `anonymous` only shapes the refusal when not.
     pub fn owner(&self, anonymous: bool) -> Result<String> {
         let auth = self.event.request_context.authorizer.as_ref();
         let jwt_sub = auth
@@ -153,12 +153,24 @@ impl<'a> Request<'a> {
             .filter(|s| !s.is_empty());
         match jwt_sub.or(iam) {
             Some(owner) => Ok(owner),
-            None if anonymous => Ok(ANONYMOUS_OWNER.to_string()),
+            None if anonymous => Err(Error::Unauthorized(
+                "anonymous callers name the upload's key, or use a grant (POST /grants)".into(),
+            )),
             None => Err(Error::Unauthorized(
                 "this API needs an authenticated caller".into(),
             )),
         }
     }
+}
+
+/// Makes `owner` the caller of `event`, exactly as a JWT `sub` would be:
+/// any other identity on the request is dropped.
+pub(super) fn set_owner(event: &mut ApiGatewayV2httpRequest, owner: String) {
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims.insert("sub".into(), owner);
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    event.request_context.authorizer = Some(authorizer);
 }
 
 fn too_large() -> Error {
@@ -218,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn owner_comes_from_jwt_then_iam_then_anonymous() {
+    fn owner_comes_from_jwt_then_iam() {
         let e = event(json!({"authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}}}));
         assert_eq!(Request::new(&e).owner(false).unwrap(), "alice");
         let e = event(
@@ -235,7 +247,10 @@ mod tests {
         let e =
             event(json!({"authorizer": {"jwt": {"claims": {"email": "a@b.c"}, "scopes": null}}}));
         assert_eq!(Request::new(&e).owner(false).unwrap_err().status(), 401);
-        assert_eq!(Request::new(&e).owner(true).unwrap(), ANONYMOUS_OWNER);
+        // Anonymous callers are given an owner before any handler: none here.
+        let err = Request::new(&e).owner(true).unwrap_err();
+        assert_eq!(err.status(), 401);
+        assert!(err.to_string().contains("grant"), "{err}");
     }
 
     #[test]

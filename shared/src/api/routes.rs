@@ -4,6 +4,7 @@
 //! tests check that they agree with it.
 
 use crate::error::Error;
+use std::borrow::Cow;
 
 /// One Lambda function of the HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -256,16 +257,33 @@ pub fn resolve(method: &str, path: &str) -> Result<(&'static Route, PathParams),
         return Ok(found);
     }
     let allowed = allowed_methods(path);
+    // The message is logged: it names the path without a grant in it.
+    let shown = redacted(path);
     if allowed.is_empty() {
-        return Err(Error::UnknownRoute(format!("no route for {method} {path}")));
+        return Err(Error::UnknownRoute(format!(
+            "no route for {method} {shown}"
+        )));
     }
     Err(Error::MethodNotAllowed {
         message: format!(
-            "{path} does not take {method}; it takes {}",
+            "{shown} does not take {method}; it takes {}",
             allowed.join(", ")
         ),
         allow: allowed.join(", "),
     })
+}
+
+/// `path` fit for a log line: a grant (`/g/{grant}/...`) is a credential, so
+/// only its fingerprint ([`crate::grants::fingerprint`]) is kept, then `…`.
+pub fn redacted(path: &str) -> Cow<'_, str> {
+    let Some(rest) = path.strip_prefix("/g/") else {
+        return Cow::Borrowed(path);
+    };
+    let (grant, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if grant.is_empty() {
+        return Cow::Borrowed(path);
+    }
+    Cow::Owned(format!("/g/{}…{tail}", crate::grants::fingerprint(grant)))
 }
 
 fn segments(path: &str) -> Vec<&str> {
@@ -359,6 +377,23 @@ mod tests {
             (r.operation, r.is_granted()),
             (Operation::IssueGrant, false)
         );
+    }
+
+    #[test]
+    fn grants_are_cut_from_logged_paths() {
+        let grant = "AAAAbbbbCCCCdddd.secretsecretsecret";
+        let path = format!("/g/{grant}/s3/multipart/u1");
+        assert_eq!(redacted(&path), "/g/AAAAbbbb…/s3/multipart/u1");
+        assert_eq!(redacted(&format!("/g/{grant}")), "/g/AAAAbbbb…");
+        assert_eq!(redacted("/s3/multipart"), "/s3/multipart");
+        assert_eq!(redacted("/g/"), "/g/");
+        for method in ["TRACE", "GET"] {
+            let err = resolve(method, &format!("{path}/x/y")).unwrap_err();
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
+        let err = resolve("PUT", &path).unwrap_err();
+        assert_eq!(err.status(), 405);
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The figures: min, median and max per binary, ratios to the baseline's
-//! median, and the cost of the grant keys' read, as Markdown tables ready for the README.
+//! median, and the cost of the grant keys' read, as Markdown tables ready for docs/performance.md.
 
 use std::fmt::Write;
 use std::time::Duration;
