@@ -9,6 +9,11 @@
 #
 #   scripts/dev.sh [--port P] [--anonymous] [--allowed-origins O1,O2] [--no-dev-auth] [--env-file F] [--web DIR]
 #
+# Its event log (stderr) has one JSON line per upload event the stack would
+# publish (`{"event": …}`) and per S3 "Object Created" notification
+# (`{"s3_notification": …}`), which a transport in front of Garage sends to the
+# `settle` handler: POST forms and single PUTs are settled from them.
+#
 # DEV MODE auth is on by default: `Authorization: Bearer <token>` is trusted
 # WITHOUT verification (a JWT's claims, or the token itself as the caller).
 set -euo pipefail

@@ -109,7 +109,7 @@ log "API at $E2E_API (ready after $((SECONDS - started)) s)"
 # In its own process group, waited for in the background, so a signal to this
 # script is handled at once and the cleanup stops the tests (and, through
 # Playwright's own SIGTERM handling, Chromium) too. The TAP copy is for the tally.
-E2E_API="$E2E_API" E2E_SITE="$work/site" E2E_WEB="$work/web" E2E_ARTIFACTS="$artifacts" E2E_CHROMIUM="$CHROMIUM" \
+E2E_EVENTS="${E2E_EVENTS:-$work/api.log}" E2E_API="$E2E_API" E2E_SITE="$work/site" E2E_WEB="$work/web" E2E_ARTIFACTS="$artifacts" E2E_CHROMIUM="$CHROMIUM" \
   setsid --wait node --test \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$work/test.tap" \

@@ -14,7 +14,8 @@ use std::time::Duration;
 #[serde(rename_all = "camelCase")]
 pub struct Initiated {
     pub key: String,
-    /// Null for an empty file, which gets one presigned PUT (`url`, `headers`) instead.
+    /// For an empty file, which gets one presigned PUT (`url`, `headers`)
+    /// instead, the tracked PUT's id (`put:…`), or null from older servers.
     pub upload_id: Option<String>,
     #[serde(default)]
     pub url: Option<String>,

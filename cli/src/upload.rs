@@ -209,8 +209,10 @@ async fn empty(
     let init = api
         .initiate(&src.name, content_type, 0, None, false)
         .await?;
+    // A `url` is the empty file's presigned PUT (tracked by the server as a
+    // `put` upload, whose id it may send along).
     let (key, etag) = match (init.upload_id, init.url) {
-        (None, Some(url)) => {
+        (_, Some(url)) => {
             let put = |_: i64| {};
             let etag = retry_single(|| {
                 s3::put_part(

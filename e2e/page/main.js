@@ -11,6 +11,7 @@ const picker = document.getElementById('picker')
 let uppy = null
 let events = []
 let pending = null
+let meta = {}
 
 const file = (f) => ({ id: f?.id, name: f?.name, size: f?.size })
 const error = (e) => String(e?.message ?? e)
@@ -48,7 +49,7 @@ function reset(options) {
 
 picker.addEventListener('change', () => {
   for (const f of picker.files) {
-    uppy.addFile({ name: f.name, type: f.type, data: f, source: 'file input' })
+    uppy.addFile({ name: f.name, type: f.type, data: f, source: 'file input', meta })
   }
   picker.value = ''
 })
@@ -57,9 +58,11 @@ window.e2e = {
   ready: true,
   /**
    * Fresh Uppy; `multipart: true` forces multipart whatever the size, and
-   * `endpoint` (an upload grant's, from POST /grants) replaces the API's.
+   * `endpoint` (an upload grant's, from POST /grants) replaces the API's,
+   * and `fileMeta` is set on every file picked (Uppy sends it as metadata).
    */
-  reset({ multipart = false, endpoint = null } = {}) {
+  reset({ multipart = false, endpoint = null, fileMeta = {} } = {}) {
+    meta = fileMeta
     reset({
       ...(multipart ? { shouldUseMultipart: true } : {}),
       ...(endpoint ? { companionEndpoint: endpoint } : {}),

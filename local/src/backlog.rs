@@ -48,6 +48,8 @@ fn active(upload_id: &str, prefix: &str, i: usize) -> Upload {
         completion: None,
         expires_at: None,
         checksum: None,
+        kind: partwise::model::UploadKind::Multipart,
+        url_expires_at: None,
     }
 }
 

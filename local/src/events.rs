@@ -3,8 +3,8 @@
 //! shaped into the DynamoDB event Lambda hands `notify`; and [`watch`], which
 //! runs `notify` on it against a loopback [`Receiver`] and logs each event.
 
-use crate::eventbridge::Receiver;
 use crate::stack::Stack;
+use crate::stand_ins::eventbridge::Receiver;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
@@ -132,21 +132,29 @@ impl StreamReader {
     pub async fn poll(&mut self) -> Result<Vec<EventRecord>, StreamError> {
         self.discover().await?;
         let mut records = vec![];
-        for iterator in self.shards.values_mut() {
+        for (shard, iterator) in self.shards.iter_mut() {
             let Some(it) = iterator.take() else { continue };
-            let out = self
+            let out = match self
                 .client
                 .get_records()
                 .shard_iterator(it)
                 .limit(1000)
                 .send()
                 .await
-                .map_err(|e| {
-                    err(
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    // DynamoDB Local sometimes refuses a fresh LATEST iterator
+                    // (TrimmedDataAccessException): forget the shard, so the
+                    // next round finds it again and reads it from its start.
+                    let shard = shard.clone();
+                    self.shards.remove(&shard);
+                    return Err(err(
                         "GetRecords",
                         aws_sdk_dynamodbstreams::error::DisplayErrorContext(e),
-                    )
-                })?;
+                    ));
+                }
+            };
             for r in out.records() {
                 records.push(lambda_record(r, &self.arn, &self.region)?);
             }
@@ -166,7 +174,14 @@ impl StreamReader {
     ) -> Result<Vec<EventRecord>, StreamError> {
         let mut records = vec![];
         for round in 0..rounds {
-            records.extend(self.poll().await?);
+            match self.poll().await {
+                Ok(more) => records.extend(more),
+                // A refused iterator is found again next round (see `poll`).
+                Err(e) if round + 1 < rounds => {
+                    tracing::debug!(error = %e, "stream poll failed; retrying");
+                }
+                Err(e) => return Err(e),
+            }
             if done(&records) {
                 break;
             }

@@ -11,6 +11,7 @@
 
 use clap::{Parser, Subcommand};
 use partwise_local::stack::vars;
+use partwise_local::stand_ins::s3_events::{self, S3Events};
 use partwise_local::{Page, ServerOptions, Stack, StackPlan, backlog, spawn};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -233,9 +234,24 @@ fn serve(
         .transpose()
         .map_err(|e| format!("--web: {e}"))?;
     let plan = StackPlan::new()?;
+    // S3's notifications: the handlers (and so the presigned URLs they hand
+    // out) talk to S3 through a loopback transport in front of Garage, bound
+    // now so that its address can go into the environment below.
+    let notifications = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let garage_url = plan
+        .env()
+        .get(vars::S3_ENDPOINT)
+        .cloned()
+        .unwrap_or_default();
+    let transport_url = format!("http://{}", notifications.local_addr()?);
     // The stack's variables go into our own environment so that the handlers'
     // context is built by `Context::from_env`, exactly as in a Lambda.
     for (k, v) in plan.env() {
+        let v = if k == vars::S3_ENDPOINT {
+            transport_url.clone()
+        } else {
+            v
+        };
         // SAFETY: no other thread exists yet (the runtime is built below), so
         // nothing can read the environment while it changes.
         unsafe { std::env::set_var(k, v) };
@@ -259,6 +275,15 @@ fn serve(
         let ctx = Arc::new(partwise::Context::from_env().await?);
         // Every event the stack would publish, one JSON line on stderr.
         let events = partwise_local::events::watch(&stack, &ctx).await?;
+        // S3's "Object Created" notifications, one JSON line each on stderr
+        // too, handed to the `settle` handler.
+        let garage: std::net::SocketAddr = garage_url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| format!("Garage's endpoint {garage_url}: {e}"))?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let transport = S3Events::on(notifications, garage, stack.s3().clone(), sender)?;
+        let settling = s3_events::deliver(ctx.clone(), receiver, |line| eprintln!("{line}"));
         let heap = heap_stats.map(partwise_local::heap::write_every_quarter_second);
         let opts = ServerOptions {
             port,
@@ -267,7 +292,12 @@ fn serve(
             ..ServerOptions::default()
         };
         let (addr, server) = spawn(ctx, opts).await?;
-        let mut exports = export_lines(&stack);
+        // Clients of this server's S3 go through the transport too, so their
+        // uploads are notified as on AWS.
+        let mut exports = export_lines(&stack).replace(
+            &format!("export {}={}", vars::S3_ENDPOINT, shell_quote(&garage_url)),
+            &format!("export {}={}", vars::S3_ENDPOINT, shell_quote(&transport.url())),
+        );
         exports.push_str(&format!("export PARTWISE_API={}\n", shell_quote(&format!("http://{addr}"))));
         if anonymous {
             exports.push_str("export PARTWISE_ANONYMOUS='true'\n");
@@ -295,6 +325,8 @@ fn serve(
         stopped.await;
         eprintln!("# stopping");
         events.abort();
+        settling.abort();
+        drop(transport);
         if let Some(h) = heap {
             h.abort();
         }

@@ -475,6 +475,95 @@ async fn a_complete_killed_after_s3_completes_is_settled_by_its_retry_or_the_swe
 }
 
 #[tokio::test]
+async fn a_complete_killed_after_s3_completes_is_settled_by_s3s_notification_within_seconds() {
+    use partwise_local::stand_ins::s3_events::{self, S3Events};
+    use std::sync::{Arc, Mutex};
+    let mut scene = scene().await;
+    // The API child reaches S3 through the notification transport; its
+    // "Object Created" events go to the settle handler in this process.
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let transport = S3Events::start(
+        scene.stack.s3_addr().unwrap(),
+        scene.stack.s3().clone(),
+        sender,
+    )
+    .await
+    .unwrap();
+    scene
+        .env
+        .insert("AWS_ENDPOINT_URL_S3".into(), transport.url());
+    let settings = [
+        ("PARTWISE_TABLE", scene.ctx.store.table().to_string()),
+        ("PARTWISE_KEY_PREFIX", scene.prefix.clone()),
+    ];
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ctx = Arc::new(scene.stack.context_with(&settings).unwrap());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let watcher = partwise_local::events::watch_with(&scene.stack, &ctx, move |l| {
+        sink.lock().unwrap().push(l)
+    })
+    .await
+    .unwrap();
+    let delivery = s3_events::deliver(ctx, receiver, |_| {});
+
+    let (api, url) = scene.api(None).await;
+    let client = Client::new(&url);
+    let m = client.upload("notified.txt").await;
+    api.stop().await;
+    let (id, key, etag) = (m.id.clone(), m.key.clone(), m.etag.clone());
+    crash(&scene, crashpoint::COMPLETE_AFTER_S3, move |c| async move {
+        c.complete(&Made { id, key, etag }).await
+    })
+    .await;
+    // Nobody retries and no sweep runs: S3's notification settles it.
+    let start = std::time::Instant::now();
+    while scene.item(&m.id).await.status != Status::Completed && start.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let item = scene.item(&m.id).await;
+    assert_eq!(
+        (item.status, item.completion.map(|c| c.size)),
+        (Status::Completed, Some(BODY.len() as u64)),
+        "after {:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // The item says who settled it, and one "Upload Completed" goes out.
+    let raw = scene
+        .stack
+        .dynamodb()
+        .get_item()
+        .table_name(scene.ctx.store.table())
+        .key("upload_id", AttributeValue::S(m.id.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.item.unwrap()["completed_by"].as_s().unwrap(), "s3");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let completed = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"]["detail"]["uploadId"] == m.id.as_str())
+        .filter(|l| l["event"]["detail-type"] == "Upload Completed")
+        .count();
+    assert_eq!(completed, 1);
+    // The client's retry gets the recorded result.
+    let (api, url) = scene.api(None).await;
+    let (status, body) = client.at(&url).complete(&m).await.unwrap();
+    assert_eq!((status, &body["size"]), (200, &json!(BODY.len())), "{body}");
+    api.stop().await;
+    watcher.abort();
+    delivery.abort();
+    scene.assert_converged().await;
+}
+
+#[tokio::test]
 async fn a_complete_killed_after_its_claim_before_s3_can_be_retried_or_aborted_after_its_lease() {
     let scene = scene().await;
     let point = crashpoint::COMPLETE_BEFORE_S3;

@@ -72,6 +72,10 @@ pub struct Config {
     /// `PARTWISE_SWEEP_TIMEOUT_SECS` (`900`, 1-900): the sweep function's timeout. The
     /// budget when an invoker's deadline cannot be trusted (one already past on arrival).
     pub sweep_timeout: Duration,
+    /// `PARTWISE_SETTLE_GRACE_SECS` (`900`, 0-86400): how long past its expiry
+    /// an unused POST form or PUT URL stays ACTIVE before the sweep settles it
+    /// ABORTED (`expired`): an upload started just before the expiry may still land.
+    pub settle_grace: Duration,
     /// `PARTWISE_EVENT_BUS` (`default`): the EventBridge bus `notify` publishes upload events to.
     pub event_bus: String,
     /// `PARTWISE_EVENT_SOURCE` (`partwise`): the `source` of those events.
@@ -217,6 +221,7 @@ impl Config {
                 600_000,
             )?),
             sweep_timeout: Duration::from_secs(num("PARTWISE_SWEEP_TIMEOUT_SECS", 900, 1, 900)?),
+            settle_grace: Duration::from_secs(num("PARTWISE_SETTLE_GRACE_SECS", 900, 0, 86_400)?),
             event_bus: get("PARTWISE_EVENT_BUS").unwrap_or_else(|| "default".into()),
             event_source,
             grant_keys: get("PARTWISE_GRANT_KEYS")

@@ -133,6 +133,14 @@ pub fn build_key(prefix: &str, owner: &str, id: &str, filename: &str) -> Result<
     }
 }
 
+/// The unique id segment of a key [`build_key`] made under `prefix`
+/// (`{prefix}{owner}/{id}/{filename}`), or `None` for any other key.
+pub fn id_segment<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut segments = key.strip_prefix(prefix)?.splitn(3, '/');
+    let (_owner, id, filename) = (segments.next()?, segments.next()?, segments.next()?);
+    (!id.is_empty() && !filename.is_empty() && !filename.contains('/')).then_some(id)
+}
+
 /// Why `key` is not one Partwise may write, or `None` if it is: at most
 /// 1,024 bytes, no empty, `.` or `..` segment (clients and proxies normalize
 /// those, so a presigned URL would point elsewhere), no control or invisible
@@ -213,6 +221,15 @@ mod tests {
             None => Decoded::Full(out),
             Some(d) => Decoded::Hashed(out, d.to_string()),
         })
+    }
+
+    #[test]
+    fn id_segments_are_read_back() {
+        let key = build_key("uploads/", "a/b", "0193ab", "f.txt").unwrap();
+        assert_eq!(id_segment(&key, "uploads/"), Some("0193ab"));
+        assert_eq!(id_segment(&key, "other/"), None);
+        assert_eq!(id_segment("uploads/a/0193ab", "uploads/"), None);
+        assert_eq!(id_segment("uploads/a/x/y/z", "uploads/"), None);
     }
 
     #[test]

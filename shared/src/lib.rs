@@ -5,6 +5,7 @@
 //!   and its answers as the Lambda Runtime API takes them;
 //! - [`lifecycle`]: complete and abort, choreographed with the state machine;
 //! - [`notify`]: upload events, from the tracking table's stream to EventBridge;
+//! - [`settle`]: uploads settled from S3's "Object Created" notifications (and forms' expiry);
 //! - [`metadata`]: Uppy's metadata as S3 user metadata;
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
@@ -29,6 +30,7 @@ pub mod presign;
 pub mod quota;
 pub mod runtime;
 pub mod sdk;
+pub mod settle;
 pub mod storage;
 pub mod store;
 pub mod sweep;

@@ -3,7 +3,7 @@
 //! both go through here.
 
 use crate::error::{Error, Result};
-use crate::model::{AbortReason, Actor, Completion, Status, Upload, now_millis};
+use crate::model::{AbortReason, Actor, Completion, Status, Upload, UploadKind, now_millis};
 use crate::storage::{Aborted, Completed, Part};
 use crate::store::{Stamp, Transition};
 use crate::{Context, crashpoint};
@@ -222,13 +222,19 @@ pub async fn abort_over_limit(ctx: &Context, upload: &Upload, why: String) -> Er
 /// COMPLETED. `by` is who settles it, stamped on a COMPLETED item.
 pub async fn finish_abort(ctx: &Context, upload: &Upload, by: Actor) -> Result<AbortOutcome> {
     crashpoint::reached(crashpoint::ABORT_BEFORE_S3);
-    let outcome = match ctx
-        .storage
-        .abort_and_confirm(&upload.key, &upload.upload_id, ctx.config.abort_attempts)
-        .await?
-    {
-        Aborted::Aborted => AbortOutcome::Aborted,
-        Aborted::AlreadyGone => AbortOutcome::AlreadyGone,
+    // A single-request upload has no multipart upload in S3 to abort: only
+    // its object, if it landed after all, can say how it ended.
+    let outcome = if upload.kind != UploadKind::Multipart {
+        AbortOutcome::AlreadyGone
+    } else {
+        match ctx
+            .storage
+            .abort_and_confirm(&upload.key, &upload.upload_id, ctx.config.abort_attempts)
+            .await?
+        {
+            Aborted::Aborted => AbortOutcome::Aborted,
+            Aborted::AlreadyGone => AbortOutcome::AlreadyGone,
+        }
     };
     if outcome == AbortOutcome::AlreadyGone
         && let Some(completion) = made_object(ctx, upload).await?

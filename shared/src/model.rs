@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! ACTIVE ──► COMPLETING ──► COMPLETED
-//!   │  ▲          │
-//!   │  └──────────┤ (S3 refused the part list for a reason the client can fix)
+//!   │  ▲          │              ▲
+//!   │  └──────────┤              │ (S3 reported the object: a single-request
+//!   │             │              │  upload landed, or S3 completed a multipart
+//!   │             │              │  upload the table had not recorded)
+//!   ├─────────────┼──────────────┘
 //!   ▼             ▼ (sweep: the upload outlived its completion attempt)
 //! ABORTING ──────► ABORTED
 //! ```
@@ -57,6 +60,8 @@ impl Status {
     /// The arrows of the state machine; nothing else is ever written.
     /// ABORTING → COMPLETED: the abort found S3's upload gone and its object
     /// there, so it was completed outside the service, and the item says so.
+    /// ACTIVE → COMPLETED: S3 reported the object ([`crate::settle`]); a
+    /// single-request upload has no completion call of its own.
     pub fn can_become(self, next: Status) -> bool {
         use Status::*;
         matches!(
@@ -66,6 +71,7 @@ impl Status {
                 | (Completing, Active)
                 | (Completing, Aborting)
                 | (Active, Aborting)
+                | (Active, Completed)
                 | (Aborting, Aborted)
                 | (Aborting, Completed)
         )
@@ -194,10 +200,50 @@ pub struct Completion {
     pub checksum: Option<ObjectChecksum>,
 }
 
-/// One tracked multipart upload: the DynamoDB item, typed.
+/// How an upload's bytes reach S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadKind {
+    /// A multipart upload: parts through presigned URLs, completed through the API.
+    #[default]
+    Multipart,
+    /// One presigned POST form (`GET /s3/params`).
+    Post,
+    /// One presigned PUT (an empty file's `POST /s3/multipart`).
+    Put,
+}
+
+impl UploadKind {
+    pub const ALL: [UploadKind; 3] = [UploadKind::Multipart, UploadKind::Post, UploadKind::Put];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadKind::Multipart => "multipart",
+            UploadKind::Post => "post",
+            UploadKind::Put => "put",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UploadKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The tracking id of a single-request upload whose key holds `key_id`
+    /// (its unique id segment): the key names its item, so S3's notification
+    /// finds it with one read. `None` for multipart: S3 mints those ids.
+    pub fn single_id(self, key_id: &str) -> Option<String> {
+        match self {
+            UploadKind::Multipart => None,
+            kind => Some(format!("{}:{key_id}", kind.as_str())),
+        }
+    }
+}
+
+/// One tracked upload: the DynamoDB item, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
-    /// S3's UploadId; the table's partition key.
+    /// The table's partition key: S3's UploadId for a multipart upload,
+    /// `post:<id>` or `put:<id>` for a single-request one ([`UploadKind::single_id`]).
     pub upload_id: String,
     pub key: String,
     pub owner: String,
@@ -216,6 +262,11 @@ pub struct Upload {
     pub expires_at: Option<i64>,
     /// The checksum algorithm S3 checks every part with, if the client chose one.
     pub checksum: Option<ChecksumAlgorithm>,
+    /// How the bytes arrive; items written before kinds existed are multipart.
+    pub kind: UploadKind,
+    /// For a single-request upload: when its presigned form or URL expires
+    /// (epoch milliseconds). Unused past this (plus a grace), it is settled ABORTED.
+    pub url_expires_at: Option<i64>,
 }
 
 /// Who made a change: the HTTP API on a caller's request, or the sweep.
@@ -225,6 +276,8 @@ pub struct Upload {
 pub enum Actor {
     Api,
     Sweep,
+    /// S3's own notification that the object was created ([`crate::settle`]).
+    S3,
 }
 
 impl Actor {
@@ -232,11 +285,12 @@ impl Actor {
         match self {
             Actor::Api => "api",
             Actor::Sweep => "sweep",
+            Actor::S3 => "s3",
         }
     }
 
     pub fn parse(s: &str) -> Option<Actor> {
-        [Actor::Api, Actor::Sweep]
+        [Actor::Api, Actor::Sweep, Actor::S3]
             .into_iter()
             .find(|a| a.as_str() == s)
     }
@@ -322,6 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn kinds_round_trip_and_name_their_items() {
+        for k in UploadKind::ALL {
+            assert_eq!(UploadKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(UploadKind::default(), UploadKind::Multipart);
+        assert_eq!(
+            UploadKind::Post.single_id("0193ab").as_deref(),
+            Some("post:0193ab")
+        );
+        assert_eq!(
+            UploadKind::Put.single_id("0193ab").as_deref(),
+            Some("put:0193ab")
+        );
+        assert_eq!(UploadKind::Multipart.single_id("0193ab"), None);
+    }
+
+    #[test]
     fn terminal_states_have_no_way_out() {
         for from in [Status::Completed, Status::Aborted] {
             assert!(from.is_terminal());
@@ -334,11 +406,9 @@ mod tests {
     #[test]
     fn completed_and_aborted_are_only_reached_through_their_claims() {
         for from in Status::ALL {
-            // From ABORTING only when S3 shows the object was made elsewhere.
-            assert_eq!(
-                from.can_become(Status::Completed),
-                matches!(from, Status::Completing | Status::Aborting)
-            );
+            // From ABORTING only when S3 shows the object was made elsewhere;
+            // from ACTIVE only when S3 reports it (a single-request upload).
+            assert_eq!(from.can_become(Status::Completed), !from.is_terminal());
             assert_eq!(from.can_become(Status::Aborted), from == Status::Aborting);
         }
         assert!(!Status::Aborting.can_become(Status::Completing));

@@ -83,6 +83,19 @@ pub async fn serve_notify() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Serves `settle`: S3's "Object Created" notifications (EventBridge events,
+/// or S3 event records) in, each object's upload settled.
+pub async fn serve_settle() -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    let ctx = &Context::from_env().await?;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            crate::settle::handle(ctx, event.payload).await
+        },
+    ))
+    .await
+}
+
 /// When a sweep invocation must be done, from the runtime's deadline header
 /// (epoch milliseconds). A deadline that is already past when the event
 /// arrives is a broken clock or invoker, not a deadline: cargo-lambda's

@@ -70,6 +70,15 @@ pub enum Completed {
     NoSuchUpload,
 }
 
+/// An object S3 holds, as HeadObject reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Quoted, as S3 sends it.
+    pub etag: String,
+    pub size: u64,
+    pub checksum: Option<ObjectChecksum>,
+}
+
 /// How an abort ended; either way no part remains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aborted {
@@ -375,6 +384,56 @@ impl Storage {
             _ => None,
         };
         Ok(UploadsPage { uploads, next })
+    }
+
+    /// The object as S3 holds it (ETag, size and, asked for with
+    /// `ChecksumMode`, its checksum), if it exists.
+    pub async fn head_with_checksum(&self, key: &str) -> Result<Option<Created>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let checksum = [
+                    (ChecksumAlgorithm::Crc32c, out.checksum_crc32_c()),
+                    (ChecksumAlgorithm::Crc32, out.checksum_crc32()),
+                    (ChecksumAlgorithm::Sha256, out.checksum_sha256()),
+                    (ChecksumAlgorithm::Crc64Nvme, out.checksum_crc64_nvme()),
+                ]
+                .into_iter()
+                .find_map(|(algorithm, v)| {
+                    let value = v.filter(|v| !v.is_empty())?.to_string();
+                    let checksum_type = out.checksum_type().map_or_else(
+                        || {
+                            if value.contains('-') {
+                                "COMPOSITE".to_string()
+                            } else {
+                                "FULL_OBJECT".to_string()
+                            }
+                        },
+                        |t| t.as_str().to_string(),
+                    );
+                    Some(ObjectChecksum {
+                        algorithm,
+                        checksum_type,
+                        value,
+                    })
+                });
+                Ok(Some(Created {
+                    etag: out.e_tag().unwrap_or_default().to_string(),
+                    size: out.content_length().unwrap_or(0).max(0) as u64,
+                    checksum,
+                }))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(from_sdk("HeadObject", e)),
+        }
     }
 
     /// The object's ETag and size, if it exists.

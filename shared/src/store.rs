@@ -3,7 +3,8 @@
 use crate::error::{Error, Result, from_sdk};
 use crate::metadata::Metadata;
 use crate::model::{
-    AbortReason, Actor, ChecksumAlgorithm, Completion, ObjectChecksum, Status, Upload, now_millis,
+    AbortReason, Actor, ChecksumAlgorithm, Completion, ObjectChecksum, Status, Upload, UploadKind,
+    now_millis,
 };
 use crate::plan::PartPlan;
 use crate::quota::{Quotas, counters};
@@ -20,6 +21,10 @@ pub const LIVE_INDEX: &str = "live-uploads";
 /// The owner index: every item of one owner, keyed by `initiated_at`, so a
 /// caller's uploads are one query, never a scan.
 pub const OWNER_INDEX: &str = "owner-uploads";
+
+/// The key index: object key → upload id (keys only), so S3's notification
+/// for a multipart object finds its item (S3 names the key, never the UploadId).
+pub const KEY_INDEX: &str = "key-uploads";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -376,10 +381,16 @@ impl Store {
             values.insert(":csize".into(), n(c.size));
             values.insert(":loc".into(), s(&c.location));
             if let Some(ck) = &c.checksum {
-                // The algorithm is the item's own `checksum_algorithm`.
-                set.extend(["checksum_value = :ckval", "checksum_type = :cktype"]);
+                // The algorithm too: a single-request upload chose none
+                // beforehand, S3 reports the one it computed.
+                set.extend([
+                    "checksum_value = :ckval",
+                    "checksum_type = :cktype",
+                    "checksum_algorithm = :ckalg",
+                ]);
                 values.insert(":ckval".into(), s(&ck.value));
                 values.insert(":cktype".into(), s(&ck.checksum_type));
+                values.insert(":ckalg".into(), s(ck.algorithm.as_str()));
             }
         }
         let mut condition = String::from("#status = :from");
@@ -661,6 +672,68 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The upload ids of the items whose object key is `key`, from the key
+    /// index (eventually consistent: read each item after).
+    pub async fn ids_by_key(&self, key: &str) -> Result<Vec<String>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(KEY_INDEX)
+            .key_condition_expression("#key = :key")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":key", s(key))
+            .limit(10)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Query", e))?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| i.get("upload_id")?.as_s().ok().cloned())
+            .collect())
+    }
+
+    /// Live single-request uploads of one shard whose form or URL expired
+    /// before `before_ms`, optionally only keys under `prefix`. Their
+    /// `initiated_at` is earlier still, which bounds the query.
+    pub async fn expired_page(
+        &self,
+        shard: u32,
+        before_ms: i64,
+        prefix: Option<&str>,
+        start: Option<Item>,
+        page_size: i32,
+    ) -> Result<Page> {
+        let mut filter = String::from("url_expires_at < :before");
+        let mut q = self
+            .live_query(shard, before_ms, None, start)
+            .expression_attribute_values(":before", n(before_ms));
+        if let Some(p) = prefix {
+            filter.push_str(" AND begins_with(#key, :prefix)");
+            q = q
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":prefix", s(p));
+        }
+        let out = q
+            .filter_expression(filter)
+            .limit(page_size)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Query", e))?;
+        let uploads = out
+            .items()
+            .iter()
+            .map(Upload::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            uploads,
+            next: out.last_evaluated_key.filter(|k| !k.is_empty()),
+        })
+    }
+}
+
 fn tracked_already() -> Error {
     Error::Conflict("upload is tracked already".into())
 }
@@ -709,6 +782,10 @@ impl From<&Upload> for Item {
         }
         if let Some(e) = u.expires_at {
             item.insert("expires_at".into(), n(e));
+        }
+        item.insert("kind".into(), s(u.kind.as_str()));
+        if let Some(e) = u.url_expires_at {
+            item.insert("url_expires_at".into(), n(e));
         }
         item
     }
@@ -783,6 +860,11 @@ impl TryFrom<&Item> for Upload {
             completion,
             expires_at: get_n("expires_at")?,
             checksum: algorithm("checksum_algorithm")?,
+            kind: match get_s("kind") {
+                None => UploadKind::Multipart,
+                Some(k) => UploadKind::parse(&k).ok_or_else(|| bad("kind"))?,
+            },
+            url_expires_at: get_n("url_expires_at")?,
         })
     }
 }
@@ -818,6 +900,8 @@ mod tests {
             }),
             expires_at: Some(1_800_000_000),
             checksum: Some(ChecksumAlgorithm::Crc32c),
+            kind: UploadKind::Multipart,
+            url_expires_at: None,
         }
     }
 
@@ -835,6 +919,20 @@ mod tests {
             c.checksum = None;
         }
         assert_eq!(Upload::try_from(&Item::from(&u)).unwrap(), u);
+    }
+
+    #[test]
+    fn single_request_items_round_trip_and_old_items_are_multipart() {
+        let mut u = sample();
+        u.kind = UploadKind::Post;
+        u.upload_id = "post:0193".into();
+        u.url_expires_at = Some(1_700_000_360_000);
+        assert_eq!(Upload::try_from(&Item::from(&u)).unwrap(), u);
+        let mut old = Item::from(&sample());
+        old.remove("kind");
+        assert_eq!(Upload::try_from(&old).unwrap().kind, UploadKind::Multipart);
+        old.insert("kind".into(), s("carrier-pigeon"));
+        assert!(Upload::try_from(&old).is_err());
     }
 
     #[test]

@@ -40,6 +40,8 @@ enum Kind {
     SweepManual,
     /// A DynamoDB stream batch for `notify`: run through it by `tests/notify.rs`.
     Notify,
+    /// S3's "Object Created" for `settle`: run through it by `tests/settle.rs`.
+    Settle,
 }
 
 /// Every file in `events/`, and what it is.
@@ -66,6 +68,8 @@ const SAMPLES: &[(&str, Kind)] = &[
     ("sweep-scheduled.json", Kind::SweepScheduled),
     ("sweep-manual.json", Kind::SweepManual),
     ("notify.json", Kind::Notify),
+    ("settle-object-created.json", Kind::Settle),
+    ("settle-s3-records.json", Kind::Settle),
 ];
 
 const fn api(route: &'static str) -> Kind {
@@ -356,7 +360,7 @@ fn sweep_samples_have_the_documented_fields() {
                         && raw["limit"].is_u64()
                 );
             }
-            Kind::Api { .. } | Kind::Notify => {}
+            Kind::Api { .. } | Kind::Notify | Kind::Settle => {}
         }
     }
 }
@@ -933,14 +937,28 @@ async fn api_samples_succeed_against_the_local_stack() {
                 assert_eq!(claims.content_types, Some(vec!["image/*".to_string()]));
             }
             Operation::Quota => {
-                // A fresh owner: nothing used, the configured limits.
+                // The owner's live uploads (the samples before left their
+                // POST forms tracked and ACTIVE), the configured limits.
                 let (status, body) = invoke(ctx, name, sample).await;
                 assert_eq!(status, 200, "{name}: {body}");
                 assert_eq!(body["owner"], json!(owner), "{name}");
                 let q = ctx.store.quotas();
+                let live_states = [Status::Active, Status::Completing, Status::Aborting];
+                let live = ctx
+                    .store
+                    .owner_page(
+                        owner.as_deref().unwrap_or("anonymous"),
+                        Some(&live_states),
+                        None,
+                        100,
+                    )
+                    .await
+                    .unwrap()
+                    .uploads
+                    .len();
                 assert_eq!(
                     body["quotas"]["liveUploads"],
-                    json!({"usage": 0, "limit": q.live_uploads}),
+                    json!({"usage": live, "limit": q.live_uploads}),
                     "{name}"
                 );
                 assert_eq!(

@@ -452,6 +452,8 @@ async fn trial_of(ctx: &Context, trial: usize, n: usize, k: u64) -> Option<(usiz
                 completion: None,
                 expires_at: None,
                 checksum: None,
+                kind: partwise::model::UploadKind::Multipart,
+                url_expires_at: None,
             };
             let store = &ctx.store;
             async move { (store.insert(&upload).await, upload.upload_id) }

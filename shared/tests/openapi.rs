@@ -332,7 +332,7 @@ impl<'a> Schemas<'a> {
                         errs.push(format!("{at}: {v} is not {rule}"));
                     }
                 }
-                "properties" | "additionalProperties" => {
+                "properties" | "additionalProperties" | "patternProperties" => {
                     // Checked together below, for objects only.
                 }
                 "required" => {
@@ -422,7 +422,17 @@ impl<'a> Schemas<'a> {
         if let Some(o) = v.as_object() {
             let props = s.get("properties").and_then(Value::as_object);
             for (name, value) in o {
-                match props.and_then(|p| p.get(name)) {
+                // A name no property lists may match a pattern (ECMA 262, jsonschema's).
+                let patterned = s
+                    .get("patternProperties")
+                    .and_then(Value::as_object)
+                    .and_then(|pp| {
+                        pp.iter().find(|(re, _)| {
+                            jsonschema::is_valid(&json!({ "pattern": re }), &json!(name))
+                        })
+                    })
+                    .map(|(_, sub)| sub);
+                match props.and_then(|p| p.get(name)).or(patterned) {
                     Some(sub) => self.check(sub, value, &format!("{at}.{name}"), errs),
                     None => match s.get("additionalProperties") {
                         Some(Value::Bool(false)) => {
@@ -677,7 +687,8 @@ fn inline_properties(schema: &Value, out: &mut BTreeSet<String>) {
 /// Statuses a handler's source shows it can answer, by what it calls.
 const MARKERS: &[(&str, &[u16])] = &[
     ("req.owner(", &[401]),
-    ("owned_upload(", &[400, 401, 404]),
+    ("owned_upload(", &[400, 401, 404, 409]),
+    ("multipart_only(", &[409]),
     ("owned_upload_and_parts(", &[400, 401, 404]),
     ("checked_upload_id(", &[400]),
     ("req.path(", &[400]),
@@ -1217,9 +1228,10 @@ fn typed_responses_fit_their_schemas() {
             access_key: "ASIAEXAMPLE",
             secret_key: "secret",
             session_token: token,
-            metadata: &Default::default(),
+            metadata: &[("project".to_string(), "apollo".to_string())].into(),
         })
         .unwrap();
+        assert_eq!(fields["x-amz-meta-project"], "apollo");
         let form = PostForm {
             method: "POST",
             url: "https://b.s3.eu-west-1.amazonaws.com".into(),
@@ -1330,6 +1342,8 @@ fn typed_responses_fit_their_schemas() {
         completion: None,
         expires_at: None,
         checksum: None,
+        kind: partwise::model::UploadKind::Multipart,
+        url_expires_at: None,
     };
     let bare = value(&UploadSummary::new(&upload, None));
     s.assert_valid(named("UploadSummary"), &bare, "UploadSummary");

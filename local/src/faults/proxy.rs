@@ -202,13 +202,24 @@ async fn forward(
     upstream: SocketAddr,
     req: Request<Incoming>,
 ) -> io::Result<Response<Full<Bytes>>> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+    forward_buffered(upstream, parts, body).await
+}
+
+/// [`forward`] for a request already read whole (the S3 notification
+/// transport reads a POST form's body before forwarding it).
+pub(crate) async fn forward_buffered(
+    upstream: SocketAddr,
+    mut parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> io::Result<Response<Full<Bytes>>> {
     if parts.headers.remove(TRANSFER_ENCODING).is_some() {
         parts
             .headers
             .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
+
     parts.headers.remove(CONNECTION);
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = pq.as_str().parse().map_err(io::Error::other)?;
@@ -232,4 +243,36 @@ async fn forward(
     }
     parts.headers.remove(CONNECTION);
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An empty body's `Content-Length: 0` reaches the upstream: S3 may have
+    /// it signed (an empty file's PUT URL).
+    #[tokio::test]
+    async fn an_empty_bodys_content_length_is_forwarded() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = upstream.local_addr().unwrap();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+        });
+        let (parts, _) = Request::put("http://x/b/k")
+            .header(CONTENT_LENGTH, "0")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let answer = forward_buffered(addr, parts, Bytes::new()).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let head = seen.await.unwrap();
+        assert!(head.contains("content-length: 0"), "{head}");
+    }
 }

@@ -420,6 +420,25 @@ impl Stack {
         self.clients.sdk.clone()
     }
 
+    /// [`Stack::sdk_config`] with S3 reached at `s3_endpoint` instead of
+    /// Garage itself: the S3 notification transport in front of it
+    /// ([`crate::stand_ins::s3_events`]), so what a client uploads is notified.
+    pub fn sdk_config_via(&self, s3_endpoint: &str) -> SdkConfig {
+        let mut env = self.env.clone();
+        env.map
+            .insert(vars::S3_ENDPOINT.to_string(), s3_endpoint.to_string());
+        Clients::new(&env).sdk
+    }
+
+    /// Garage's own address (`AWS_ENDPOINT_URL_S3`), for a proxy in front of it.
+    pub fn s3_addr(&self) -> Result<std::net::SocketAddr, StackError> {
+        let url = self.env.get(vars::S3_ENDPOINT);
+        url.trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| setup(format!("{}={url}: {e}", vars::S3_ENDPOINT)))
+    }
+
     /// An S3 client for this stack (path-style).
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         &self.clients.s3

@@ -76,6 +76,7 @@ impl RequestedPart {
 /// precedes S3's complete, so an abort cannot race it; the record follows it.
 pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let (mut upload, mut held) = owned_upload_and_parts(ctx, req).await?;
+    super::multipart_only(&upload)?;
     if upload.status == Status::Completing {
         // A completion that S3 finished but nobody recorded (the call crashed
         // or its answer was lost) is settled from the object itself; one older

@@ -2,7 +2,8 @@
 
 use super::{Request, response};
 use crate::error::{Error, Result};
-use crate::model::{ChecksumAlgorithm, Status, Upload, now_millis};
+use crate::metadata::Metadata;
+use crate::model::{ChecksumAlgorithm, Status, Upload, UploadKind, now_millis};
 use crate::plan::PartPlan;
 use crate::{Context, keys, metadata, validate};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
@@ -32,7 +33,8 @@ struct CreateBody {
 /// Starts a multipart upload and tracks it. If tracking fails, the S3 upload
 /// is aborted before answering: no orphan is left behind. An empty file
 /// (`size: 0`) cannot be a multipart upload (it needs a part, and a part
-/// cannot be empty), so it gets one presigned PUT instead, untracked.
+/// cannot be empty), so it gets one presigned PUT instead, tracked as a
+/// `put` upload that S3's notification settles.
 pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let owner = req.owner(ctx.config.anonymous)?;
     let body: CreateBody = req.json()?;
@@ -46,7 +48,17 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
     let id = uuid::Uuid::now_v7().simple().to_string();
     let key = keys::build_key(&ctx.config.key_prefix, &owner, &id, &filename)?;
     if size == Some(0) {
-        return empty_file(ctx, &key, &content_type).await;
+        let single = Single {
+            kind: UploadKind::Put,
+            id: &id,
+            key: &key,
+            owner: &owner,
+            filename: &filename,
+            content_type: &content_type,
+            size,
+            metadata: &user_metadata,
+        };
+        return empty_file(ctx, &single).await;
     }
     if size.is_none() && ctx.config.require_declared_size {
         return Err(Error::bad_request(
@@ -73,6 +85,8 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         completion: None,
         expires_at: None,
         checksum,
+        kind: UploadKind::Multipart,
+        url_expires_at: None,
     };
     if let Err(e) = ctx
         .store
@@ -114,30 +128,88 @@ fn checksum_algorithm(raw: Option<&str>) -> Result<Option<ChecksumAlgorithm>> {
     .transpose()
 }
 
+/// A single-request upload about to be handed out (a POST form or a PUT URL).
+struct Single<'a> {
+    kind: UploadKind,
+    /// The key's unique id segment.
+    id: &'a str,
+    key: &'a str,
+    owner: &'a str,
+    filename: &'a str,
+    content_type: &'a str,
+    /// The planned size, when the client declared one.
+    size: Option<u64>,
+    metadata: &'a Metadata,
+}
+
+/// Tracks a single-request upload as an ACTIVE item through the same insert
+/// as a multipart one; S3's notification settles it ([`crate::settle`]),
+/// or its expiry does. Called once the form or URL is signed and before it
+/// is answered: a failure here hands nothing out, so nothing goes untracked.
+async fn track(ctx: &Context, single: &Single<'_>, url_expires_ms: i64) -> Result<String> {
+    let upload_id = single
+        .kind
+        .single_id(single.id)
+        .ok_or_else(|| Error::internal("a multipart upload is not a single request"))?;
+    let now = now_millis();
+    let upload = Upload {
+        upload_id,
+        key: single.key.to_string(),
+        owner: single.owner.to_string(),
+        status: Status::Active,
+        initiated_at: now,
+        updated_at: now,
+        filename: single.filename.to_string(),
+        content_type: single.content_type.to_string(),
+        size: single.size,
+        plan: None,
+        completion: None,
+        expires_at: None,
+        checksum: None,
+        kind: single.kind,
+        url_expires_at: Some(url_expires_ms),
+    };
+    ctx.store
+        .insert_with_metadata(&upload, single.metadata)
+        .await?;
+    tracing::info!(upload_id = %upload.upload_id, key = %upload.key, kind = single.kind.as_str(), "single-request upload tracked");
+    Ok(upload.upload_id)
+}
+
+/// When a URL signed now with the configured expiry stops working, in epoch ms.
+fn url_expiry_ms(ctx: &Context) -> i64 {
+    now_millis() + ctx.config.url_expiry.as_millis() as i64
+}
+
 /// An empty file: one presigned PUT of the whole (empty) object, which works
-/// on S3 and on local S3s alike. No item is tracked: a single PUT leaves no
-/// parts behind, exactly like a POST form.
-async fn empty_file(
-    ctx: &Context,
-    key: &str,
-    content_type: &str,
-) -> Result<ApiGatewayV2httpResponse> {
+/// on S3 and on local S3s alike, tracked as a `put` upload.
+async fn empty_file(ctx: &Context, single: &Single<'_>) -> Result<ApiGatewayV2httpResponse> {
+    let expires_ms = url_expiry_ms(ctx);
     let signed = ctx
         .presigner
-        .put_object(key, content_type, 0, ctx.config.url_expiry)
+        .put_object(single.key, single.content_type, 0, ctx.config.url_expiry)
         .await?;
-    tracing::info!(key, "empty file: single PUT signed");
+    let upload_id = track(ctx, single, expires_ms).await?;
     Ok(response::json(
         200,
         &json!({
-            "key": key,
-            "uploadId": null,
+            "key": single.key,
+            "uploadId": upload_id,
             "method": "PUT",
             "url": signed.url,
             "headers": signed.headers,
             "expires": signed.expires,
         }),
     ))
+}
+
+/// The POST form's answer: the form, and the id its upload is tracked by.
+#[derive(serde::Serialize)]
+struct FormAnswer {
+    #[serde(rename = "uploadId")]
+    upload_id: String,
+    #[serde(flatten)]
+    form: crate::presign::PostForm,
 }
 
 /// A presigned POST form for a single-request upload of a small file.
@@ -159,18 +231,21 @@ pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2h
         .collect();
     let user_metadata = metadata::from_query(values.iter().map(|(k, v)| (*k, v.as_str())))?;
     let max = ctx.config.max_post_size;
+    let mut size = None;
     if let Some(raw) = req.query("size") {
-        let size: u64 = raw.parse().map_err(|_| {
+        let declared: u64 = raw.parse().map_err(|_| {
             crate::Error::bad_request(format!("size {raw:?} is not a whole number"))
         })?;
-        if size > max {
+        if declared > max {
             return Err(crate::Error::TooLarge(format!(
-                "{size} bytes is more than {max}, the most one POST upload takes; use multipart"
+                "{declared} bytes is more than {max}, the most one POST upload takes; use multipart"
             )));
         }
+        size = Some(declared);
     }
     let id = uuid::Uuid::now_v7().simple().to_string();
     let key = keys::build_key(&ctx.config.key_prefix, &owner, &id, &filename)?;
+    let expires_ms = url_expiry_ms(ctx);
     let form = ctx
         .presigner
         .post_form(
@@ -181,5 +256,16 @@ pub async fn post_form(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2h
             &user_metadata,
         )
         .await?;
-    Ok(response::json(200, &form))
+    let single = Single {
+        kind: UploadKind::Post,
+        id: &id,
+        key: &key,
+        owner: &owner,
+        filename: &filename,
+        content_type: &content_type,
+        size,
+        metadata: &user_metadata,
+    };
+    let upload_id = track(ctx, &single, expires_ms).await?;
+    Ok(response::json(200, &FormAnswer { upload_id, form }))
 }

@@ -107,7 +107,22 @@ pub async fn handle(
 async fn owned_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
     let owner = req.owner(ctx.config.anonymous)?;
     let upload_id = checked_upload_id(req)?;
-    owned(req, &owner, ctx.store.get(upload_id).await)
+    let upload = owned(req, &owner, ctx.store.get(upload_id).await)?;
+    multipart_only(&upload)?;
+    Ok(upload)
+}
+
+/// Parts, their URLs and a completion exist only for multipart uploads: a
+/// POST form or single PUT is settled by S3's own notification.
+fn multipart_only(upload: &Upload) -> Result<()> {
+    if upload.kind != crate::model::UploadKind::Multipart {
+        return Err(Error::Conflict(format!(
+            "upload {} is a single-request ({}) upload: it has no parts, and is settled when S3 reports its object",
+            upload.upload_id,
+            upload.kind.as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// [`owned_upload`] and S3's part list (ListParts, every page) for a live
@@ -126,7 +141,9 @@ async fn owned_upload_and_parts(
     let Some(key) = req.query("key") else {
         let upload = owned(req, &owner, ctx.store.get(upload_id).await)?;
         let parts = match upload.status {
-            Status::Active => Some(ctx.storage.list_parts(&upload.key, upload_id).await?),
+            Status::Active if upload.kind == crate::model::UploadKind::Multipart => {
+                Some(ctx.storage.list_parts(&upload.key, upload_id).await?)
+            }
             _ => None,
         };
         return Ok((upload, parts));
@@ -138,7 +155,7 @@ async fn owned_upload_and_parts(
     );
     let upload = owned(req, &owner, item)?;
     let parts = match upload.status {
-        Status::Active => Some(parts?),
+        Status::Active if upload.kind == crate::model::UploadKind::Multipart => Some(parts?),
         _ => None,
     };
     Ok((upload, parts))

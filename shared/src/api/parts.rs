@@ -11,6 +11,7 @@ use serde_json::json;
 /// One wave with `key` (the item and ListParts at once), else two.
 pub async fn list(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let (upload, parts) = owned_upload_and_parts(ctx, req).await?;
+    super::multipart_only(&upload)?;
     let Some(parts) = parts else {
         return Err(Error::NotFound(format!(
             "the upload is {}; it has no parts any more",
@@ -29,6 +30,7 @@ pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         "uploadId": u.upload_id,
         "key": u.key,
         "status": u.status,
+        "kind": u.kind,
         "filename": u.filename,
         "contentType": u.content_type,
         "initiatedAt": u.initiated_at,

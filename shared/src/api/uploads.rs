@@ -3,7 +3,7 @@
 
 use super::{Request, response};
 use crate::error::{Error, Result};
-use crate::model::{ChecksumAlgorithm, Status, Upload};
+use crate::model::{ChecksumAlgorithm, Status, Upload, UploadKind};
 use crate::{Context, store::OWNER_INDEX};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -35,6 +35,8 @@ pub struct UploadSummary {
     /// (Uppy declares none).
     pub size: Option<u64>,
     pub state: Status,
+    /// How the bytes arrive: `multipart`, `post` (a POST form) or `put` (one presigned PUT).
+    pub kind: UploadKind,
     /// RFC 3339.
     pub initiated: String,
     /// RFC 3339, the last state change.
@@ -59,6 +61,7 @@ impl UploadSummary {
             content_type: u.content_type.clone(),
             size: u.completion.as_ref().map(|c| c.size).or(u.size),
             state: u.status,
+            kind: u.kind,
             initiated: rfc3339(u.initiated_at),
             updated: rfc3339(u.updated_at),
             part_size: u.plan.map(|p| p.part_size),
@@ -210,7 +213,8 @@ pub async fn list(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpRe
         .uploads
         .iter()
         .map(|u| {
-            (with_bytes && !u.status.is_terminal()).then(|| (u.key.clone(), u.upload_id.clone()))
+            (with_bytes && !u.status.is_terminal() && u.kind == UploadKind::Multipart)
+                .then(|| (u.key.clone(), u.upload_id.clone()))
         })
         .collect();
     let held: Vec<Option<u64>> = futures::stream::iter(live)

@@ -43,7 +43,7 @@ pub fn notice(record: &EventRecord, bucket: &str) -> Result<Option<Notice>> {
         _ => return Ok(None),
     };
     let upload = Upload::try_from(&new)?;
-    let facts = UploadFacts::new(&upload, bucket, detail_type);
+    let facts = UploadFacts::new(&upload, metadata(&new), bucket, detail_type);
     let stamp = |name: &str| new.get(name).and_then(|v| v.as_s().ok()).cloned();
     let detail = match detail_type {
         DetailType::Started => serde_json::to_value(Started {
@@ -53,6 +53,7 @@ pub fn notice(record: &EventRecord, bucket: &str) -> Result<Option<Notice>> {
             part_count: upload.plan.map(|p| p.part_count),
             checksum_algorithm: upload.checksum.map(|a| a.as_str().to_string()),
             source: Actor::Api,
+            url_expires_at: upload.url_expires_at.map(rfc3339),
         }),
         DetailType::Completed => {
             let c = upload.completion.clone().ok_or_else(|| {
@@ -86,6 +87,18 @@ pub fn notice(record: &EventRecord, bucket: &str) -> Result<Option<Notice>> {
         time_ms: upload.updated_at,
         detail,
     }))
+}
+
+/// The item's user metadata (`metadata`, a map of strings); empty when none.
+fn metadata(item: &Item) -> crate::metadata::Metadata {
+    item.get("metadata")
+        .and_then(|v| v.as_m().ok())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn image(item: &serde_dynamo::Item) -> Item {
@@ -157,6 +170,8 @@ mod tests {
         let insert = record("INSERT", None, Some(item("ACTIVE", json!({}))));
         let n = notice(&insert, "b").unwrap().unwrap();
         assert_eq!(n.detail_type, DetailType::Started);
+        assert_eq!(n.detail["kind"], "multipart");
+        assert_eq!(n.detail["metadata"], json!({}));
         assert_eq!(n.detail["eventId"], "u1:STARTED");
         assert_eq!(n.detail["initiatedAt"], "1970-01-01T00:00:01.000Z");
         // A TTL deletion, and a rewrite of a terminal item, are not events.
@@ -183,6 +198,31 @@ mod tests {
         broken["initiated_at"] = json!({"S": "yesterday"});
         let r = record("MODIFY", Some(item("ABORTING", json!({}))), Some(broken));
         assert!(notice(&r, "b").is_err());
+    }
+
+    #[test]
+    fn events_carry_the_kind_and_the_metadata() {
+        let extra = json!({
+            "kind": {"S": "post"}, "url_expires_at": {"N": "3000"},
+            "metadata": {"M": {"project": {"S": "42"}, "name": {"S": "f.bin"}}},
+        });
+        let mut done = completion();
+        if let (Some(d), Some(x)) = (done.as_object_mut(), extra.as_object()) {
+            d.extend(x.clone());
+        }
+        let r = record(
+            "MODIFY",
+            Some(item("ACTIVE", extra.clone())),
+            Some(item("COMPLETED", done)),
+        );
+        let d = notice(&r, "b").unwrap().unwrap().detail;
+        assert_eq!(d["kind"], "post");
+        assert_eq!(d["metadata"], json!({"project": "42", "name": "f.bin"}));
+        let started = notice(&record("INSERT", None, Some(item("ACTIVE", extra))), "b")
+            .unwrap()
+            .unwrap()
+            .detail;
+        assert_eq!(started["urlExpiresAt"], "1970-01-01T00:00:03.000Z");
     }
 
     #[test]

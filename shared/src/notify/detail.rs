@@ -1,6 +1,7 @@
 //! The events' details: what a subscriber receives, one type per detail type.
 
-use crate::model::{AbortReason, Actor, ObjectChecksum, Upload};
+use crate::metadata::Metadata;
+use crate::model::{AbortReason, Actor, ObjectChecksum, Upload, UploadKind};
 use serde::Serialize;
 
 /// The detail types Partwise publishes, with their JSON schema files in `schemas/`.
@@ -64,11 +65,18 @@ pub struct UploadFacts {
     /// The file's name as the client gave it.
     pub filename: String,
     pub content_type: String,
-    /// RFC 3339, when S3 started the multipart upload.
+    /// How the bytes arrive: `multipart`, `post` (a POST form) or `put` (one presigned PUT).
+    pub kind: UploadKind,
+    /// The object's user metadata (`x-amz-meta-*`, names lower-cased, values
+    /// as S3 stores them: non-ASCII ones RFC 2047 encoded), as the client gave it.
+    pub metadata: Metadata,
+    /// RFC 3339, when the upload started (S3's multipart `Initiated`, or when
+    /// the form or URL was handed out).
     pub initiated_at: String,
 }
 
-/// `Upload Started`: a multipart upload was created and is tracked.
+/// `Upload Started`: an upload was created (a multipart upload, or a POST
+/// form or PUT URL handed out) and is tracked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Started {
@@ -86,6 +94,9 @@ pub struct Started {
     pub checksum_algorithm: Option<String>,
     /// Always `api`: only the API starts uploads.
     pub source: Actor,
+    /// For a POST form or PUT URL: RFC 3339, when it stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_expires_at: Option<String>,
 }
 
 /// `Upload Completed`: the object exists in S3.
@@ -100,19 +111,22 @@ pub struct Completed {
     pub etag: String,
     /// The object's URL.
     pub location: String,
-    /// The object's checksum, for uploads created with an algorithm and completed through the API.
+    /// The object's checksum, as S3 reported it (at completion, or in
+    /// HeadObject when settled from S3's notification), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<ObjectChecksum>,
     /// RFC 3339, when the completion was recorded.
     pub completed_at: String,
-    /// Who recorded it: `api` (the client's complete) or `sweep` (a
-    /// completion interrupted mid-way, settled from S3's truth). Absent on
-    /// items written before the stamp existed.
+    /// Who recorded it: `api` (the client's complete), `s3` (S3's "Object
+    /// Created" notification: a POST form or PUT landed, or S3 completed a
+    /// multipart upload the table had not recorded) or `sweep` (settled from
+    /// S3's truth). Absent on items written before the stamp existed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Actor>,
 }
 
-/// `Upload Aborted`: the multipart upload and its parts are gone from S3.
+/// `Upload Aborted`: the multipart upload and its parts are gone from S3, or
+/// a POST form or PUT URL expired unused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Aborted {
@@ -123,7 +137,8 @@ pub struct Aborted {
     /// Who aborted it: `api` (its owner) or `sweep`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Actor>,
-    /// Why: `owner`, `stale` or `vanished` (S3 had dropped it).
+    /// Why: `owner`, `stale`, `vanished` (S3 had dropped it), `too_large`
+    /// or `expired` (a POST form or PUT URL never used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<AbortReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,7 +146,7 @@ pub struct Aborted {
 }
 
 impl UploadFacts {
-    pub fn new(upload: &Upload, bucket: &str, detail_type: DetailType) -> Self {
+    pub fn new(upload: &Upload, metadata: Metadata, bucket: &str, detail_type: DetailType) -> Self {
         UploadFacts {
             event_id: format!("{}:{}", upload.upload_id, detail_type.state()),
             upload_id: upload.upload_id.clone(),
@@ -140,6 +155,8 @@ impl UploadFacts {
             owner: upload.owner.clone(),
             filename: upload.filename.clone(),
             content_type: upload.content_type.clone(),
+            kind: upload.kind,
+            metadata,
             initiated_at: rfc3339(upload.initiated_at),
         }
     }

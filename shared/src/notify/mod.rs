@@ -36,7 +36,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// From the settings (`PARTWISE_EVENT_BUS`, `PARTWISE_EVENT_SOURCE`,
-    /// `PARTWISE_BUCKET`) and the SDK's (`AWS_ENDPOINT_URL_EVENTS`, ...).
+    /// `PARTWISE_BUCKET`) and the SDK's (`AWS_ENDPOINT_URL_EVENTBRIDGE`, ...).
     pub fn new(config: &Config, sdk: &aws_config::SdkConfig) -> Self {
         Notifier {
             publisher: Publisher {

@@ -6,7 +6,10 @@
 //!    ACTIVE is claimed (→ ABORTING), aborted, confirmed empty, marked ABORTED;
 //!    ABORTING (a crashed run's leftover) is finished; COMPLETING past its
 //!    lease is settled from S3's truth.
-//! 2. Orphans: ListMultipartUploads under the prefix finds stale uploads no
+//! 2. Expired single-request uploads: POST forms and PUT URLs unused past
+//!    their expiry plus `PARTWISE_SETTLE_GRACE_SECS`, from the same index,
+//!    settled ABORTED (`expired`), or COMPLETED if their object is there.
+//! 3. Orphans: ListMultipartUploads under the prefix finds stale uploads no
 //!    live item tracks (a crash between S3 and DynamoDB, or made outside the
 //!    service) and aborts them.
 
@@ -21,7 +24,7 @@ pub use report::{Outcome, Summary};
 use crate::Context;
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, AbortOutcome};
-use crate::model::{AbortReason, Actor, Status, Upload, now_millis};
+use crate::model::{AbortReason, Actor, Status, Upload, UploadKind, now_millis};
 use crate::storage::{Aborted, ListedUpload};
 use crate::store::{Stamp, Transition};
 use futures::{Stream, StreamExt, future, stream};
@@ -92,6 +95,9 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
         ..Summary::default()
     };
     let mut summary = tracked(ctx, req, &budget, &faults, summary).await;
+    if !budget.stopped() {
+        summary = expired(ctx, req, &budget, &faults, summary).await;
+    }
     summary.tracked_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         elapsed_ms = summary.tracked_ms,
@@ -281,7 +287,9 @@ async fn tracked(
 ) -> Summary {
     let examined = AtomicU64::new(0);
     let now = now_millis();
+    // Single-request uploads are not stale by age but by their URL's expiry: [`expired`].
     let mut summary = live_uploads(ctx, req, faults)
+        .filter(|u| future::ready(u.kind == UploadKind::Multipart))
         .take_while(|_| future::ready(budget.try_start()))
         .map(|u| {
             examined.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +300,85 @@ async fn tracked(
         .await;
     summary.examined += examined.into_inner();
     summary
+}
+
+/// Live single-request uploads whose form or URL expired before `before_ms`,
+/// every shard, page by page.
+fn expired_uploads<'a>(
+    ctx: &'a Context,
+    req: &'a SweepRequest,
+    before_ms: i64,
+    faults: &'a Faults,
+) -> impl Stream<Item = Upload> + 'a {
+    let prefix = Some(req.prefix.as_str()).filter(|p| !p.is_empty());
+    stream::iter(0..ctx.store.shards())
+        .map(move |shard| {
+            stream::unfold(Some(None), move |state| async move {
+                let start = state?;
+                let page = with_backoff(|| {
+                    ctx.store
+                        .expired_page(shard, before_ms, prefix, start.clone(), PAGE_SIZE)
+                })
+                .await;
+                match page {
+                    Ok(page) => Some((stream::iter(page.uploads), page.next.map(Some))),
+                    Err(e) => {
+                        faults.record(
+                            &format!("querying shard {shard} for expired forms and URLs"),
+                            &e,
+                        );
+                        None
+                    }
+                }
+            })
+            .flatten()
+            .boxed()
+        })
+        .flatten_unordered(SHARDS_IN_FLIGHT)
+}
+
+/// Settles the POST forms and PUT URLs that expired more than the grace ago.
+async fn expired(
+    ctx: &Context,
+    req: &SweepRequest,
+    budget: &Budget,
+    faults: &Faults,
+    summary: Summary,
+) -> Summary {
+    let examined = AtomicU64::new(0);
+    let before = now_millis() - ctx.config.settle_grace.as_millis() as i64;
+    let mut summary = expired_uploads(ctx, req, before, faults)
+        .filter(|u| future::ready(u.kind != UploadKind::Multipart))
+        .take_while(|_| future::ready(budget.try_start()))
+        .map(|u| {
+            examined.fetch_add(1, Ordering::Relaxed);
+            settle_expired(ctx, u, req.dry_run)
+        })
+        .buffer_unordered(ctx.config.sweep_concurrency)
+        .fold(summary, |s, o| future::ready(s.record(o)))
+        .await;
+    summary.examined += examined.into_inner();
+    summary
+}
+
+async fn settle_expired(ctx: &Context, u: Upload, dry_run: bool) -> Outcome {
+    if dry_run {
+        return Outcome::WouldAbort {
+            upload_id: u.upload_id,
+            key: u.key,
+            kind: "expired",
+        };
+    }
+    let (upload_id, key) = (u.upload_id.clone(), u.key.clone());
+    match with_backoff(|| crate::settle::expired(ctx, u.clone(), Actor::Sweep)).await {
+        Ok(Status::Aborted) => Outcome::Expired,
+        Ok(Status::Completed) => Outcome::CompletionResolved,
+        Ok(_) => Outcome::Skipped,
+        Err(e) => {
+            tracing::error!(%upload_id, %key, error = %e, "sweep could not settle an expired upload");
+            Outcome::Failed
+        }
+    }
 }
 
 /// Brings one stale tracked upload to a terminal state that matches S3.

@@ -17,6 +17,8 @@ pub enum Outcome {
     OrphanAborted,
     /// A COMPLETING item settled from S3's truth.
     CompletionResolved,
+    /// A POST form or PUT URL expired unused; marked ABORTED (`expired`).
+    Expired,
     /// Someone else moved it first, or its completion is still within its lease.
     Skipped,
     /// Dry run: a real run would act on it.
@@ -41,6 +43,8 @@ pub struct Summary {
     pub orphans_found: u64,
     pub orphans_aborted: u64,
     pub completions_resolved: u64,
+    /// POST forms and PUT URLs settled ABORTED because they expired unused.
+    pub expired: u64,
     pub skipped: u64,
     /// Uploads the run tried to settle and could not (logged; the next run retries them).
     pub failed: u64,
@@ -81,6 +85,7 @@ impl Summary {
             Outcome::AlreadyGone => self.already_gone += 1,
             Outcome::OrphanAborted => self.orphans_aborted += 1,
             Outcome::CompletionResolved => self.completions_resolved += 1,
+            Outcome::Expired => self.expired += 1,
             Outcome::Skipped => self.skipped += 1,
             Outcome::Failed => self.failed += 1,
             Outcome::WouldAbort {
@@ -108,6 +113,7 @@ impl Summary {
             ("OrphansFound", self.orphans_found),
             ("OrphansAborted", self.orphans_aborted),
             ("CompletionsResolved", self.completions_resolved),
+            ("Expired", self.expired),
             ("Skipped", self.skipped),
             ("Failed", self.failed),
             ("RemainingUploads", self.remaining_uploads),

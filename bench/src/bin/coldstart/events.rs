@@ -14,6 +14,7 @@ const ABORT: &str = include_str!("../../../../events/abort.json");
 const ISSUE_GRANT: &str = include_str!("../../../../events/issue-grant.json");
 const SWEEP: &str = include_str!("../../../../events/sweep-manual.json");
 const NOTIFY: &str = include_str!("../../../../events/notify.json");
+const SETTLE: &str = include_str!("../../../../events/settle-object-created.json");
 
 /// Bytes of the one part of an upload made for `complete`.
 const PART_BYTES: usize = 1024;
@@ -115,6 +116,8 @@ pub async fn first_event(binary: &str, ctx: &Context, shared: &Upload) -> Result
         }
         "sweep" => sample(SWEEP),
         "notify" => sample(NOTIFY),
+        // Its key is no tracked upload's: settled as unknown, nothing changed.
+        "settle" => sample(SETTLE),
         other => return Err(format!("no first event for {other}")),
     })
 }
@@ -132,6 +135,7 @@ pub fn check(binary: &str, answer: &Value) -> Result<(), String> {
             .as_array()
             .is_some_and(Vec::is_empty),
         "sweep" => answer.is_object(),
+        "settle" => answer.is_array(),
         _ => answer["statusCode"]
             .as_u64()
             .is_some_and(|s| (200..300).contains(&s)),

@@ -5,8 +5,8 @@
 //! (`FailedEntryCount` and a per-entry `ErrorCode`), as EventBridge does
 //! under throttling or an internal failure.
 
-use crate::sigv4::Signer;
-use crate::stand_in::{Answer, Listening, Refused, answer, error, read_signed, serve};
+use super::sigv4::Signer;
+use super::stand_in::{Answer, Listening, Refused, answer, error, read_signed, serve};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};

@@ -4,8 +4,8 @@
 //! bad one gets 400 `InvalidSignatureException`, like the service). There is
 //! no Secrets Manager in the local stack; this is the one call Partwise makes.
 
-use crate::sigv4::Signer;
-use crate::stand_in::{Answer, Listening, Refused, answer, error, read_signed, serve};
+use super::sigv4::Signer;
+use super::stand_in::{Answer, Listening, Refused, answer, error, read_signed, serve};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! dropped; and what every JSON 1.1 stand-in does first: read the body, check the signature and
 //! the operation named in `X-Amz-Target`.
 
-use crate::sigv4::Signer;
+use super::sigv4::Signer;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper::body::{Bytes, Incoming};
