@@ -37,6 +37,7 @@ const COMPLETE_RS: &str = include_str!("../src/api/complete.rs");
 const ABORT_RS: &str = include_str!("../src/api/abort.rs");
 const UPLOADS_RS: &str = include_str!("../src/api/uploads.rs");
 const GRANT_RS: &str = include_str!("../src/api/grant.rs");
+const DOWNLOAD_RS: &str = include_str!("../src/api/download.rs");
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -158,6 +159,14 @@ fn handler(op: Operation) -> Handler {
             "grant",
             GRANT_RS,
             "issue",
+            Body::Json,
+        ),
+        Operation::Download => h(
+            "downloadUpload",
+            PARTWISE,
+            "download",
+            DOWNLOAD_RS,
+            "download",
             Body::Json,
         ),
     }

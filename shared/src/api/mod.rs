@@ -3,6 +3,7 @@
 
 mod abort;
 mod complete;
+mod download;
 mod grant;
 mod initiate;
 mod parts;
@@ -76,6 +77,7 @@ pub async fn handle(
         Operation::ListUploads => uploads::list(ctx, &req).await,
         Operation::SignBatchChecked => sign::batch_checked(ctx, &req).await,
         Operation::IssueGrant => grant::issue(ctx, &req).await,
+        Operation::Download => download::download(ctx, &req).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

@@ -53,6 +53,8 @@ pub enum Operation {
     SignBatchChecked,
     /// An upload grant: a Companion endpoint that carries the caller's identity.
     IssueGrant,
+    /// A presigned GET for a completed upload's object.
+    Download,
 }
 
 /// A route as API Gateway names it (`routeKey`), and the function behind it.
@@ -162,6 +164,12 @@ pub const ROUTES: &[Route] = &[
     ),
     route("POST", "/grants", Function::Initiate, Operation::IssueGrant),
     route(
+        "GET",
+        "/s3/multipart/{uploadId}/download",
+        Function::ListParts,
+        Operation::Download,
+    ),
+    route(
         "POST",
         "/g/{grant}/s3/multipart",
         Function::Initiate,
@@ -202,6 +210,12 @@ pub const ROUTES: &[Route] = &[
         "/g/{grant}/s3/multipart",
         Function::ListParts,
         Operation::ListUploads,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/s3/multipart/{uploadId}/download",
+        Function::ListParts,
+        Operation::Download,
     ),
 ];
 
