@@ -67,7 +67,8 @@ pub async fn get(
         path: p.to_path_buf(),
         reason: e.to_string(),
     };
-    std::fs::write(&record, serde_json::to_vec(&me).unwrap_or_default()).map_err(|e| io(&record, e))?;
+    std::fs::write(&record, serde_json::to_vec(&me).unwrap_or_default())
+        .map_err(|e| io(&record, e))?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -291,13 +292,16 @@ fn digest(path: &Path, d: &Download) -> Result<(String, String, String)> {
             );
             Ok((v, got, "CRC32C (composite)".into()))
         }
-        (Some("CRC32C"), _, Some(v)) => Ok((
-            v,
-            B64.encode(whole_crc.to_be_bytes()),
-            "CRC32C".into(),
-        )),
+        (Some("CRC32C"), _, Some(v)) => {
+            Ok((v, B64.encode(whole_crc.to_be_bytes()), "CRC32C".into()))
+        }
         _ => {
-            let etag = d.etag.clone().unwrap_or_default().trim_matches('"').to_string();
+            let etag = d
+                .etag
+                .clone()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string();
             let got = if etag.contains('-') {
                 let mut all = Md5::new();
                 for m in &md5s {

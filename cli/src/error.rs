@@ -16,11 +16,15 @@ pub enum CliError {
     Unreadable { path: PathBuf, reason: String },
     #[error("{}: the file changed while it was being uploaded; run the command again", .0.display())]
     FileChanged(PathBuf),
-    #[error("cannot reach the API at {url}: {reason} (check --api or PARTWISE_API; run the command again to resume)")]
+    #[error(
+        "cannot reach the API at {url}: {reason} (check --api or PARTWISE_API; run the command again to resume)"
+    )]
     Unreachable { url: String, reason: String },
     #[error("the API refused the token ({status}): {message} (check --token or PARTWISE_TOKEN)")]
     Auth { status: u16, message: String },
-    #[error("the API needs a token and none was given: pass --token, set PARTWISE_TOKEN, or set token or token_command in ~/.config/partwise/config.toml ({status}: {message})")]
+    #[error(
+        "the API needs a token and none was given: pass --token, set PARTWISE_TOKEN, or set token or token_command in ~/.config/partwise/config.toml ({status}: {message})"
+    )]
     NoToken { status: u16, message: String },
     /// A quota refusal, said in plain words with the usage and the limit.
     #[error("{}", quota_words(.quota, *.usage, *.limit, .message))]

@@ -44,7 +44,11 @@ pub struct Finished {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A file entered the pipeline.
-    Started { file: usize, name: String, size: u64 },
+    Started {
+        file: usize,
+        name: String,
+        size: u64,
+    },
     /// An unfinished upload was found; `held` bytes are kept if they match the file.
     Resumed {
         file: usize,
@@ -56,12 +60,23 @@ pub enum Event {
         found_in: &'static str,
     },
     /// A part S3 held did not match the file: its bytes go again.
-    Unheld { file: usize, bytes: u64 },
+    Unheld {
+        file: usize,
+        bytes: u64,
+    },
     /// Bytes went out (negative: a failed try taken back).
-    Sent { file: usize, bytes: i64 },
+    Sent {
+        file: usize,
+        bytes: i64,
+    },
     /// The upload is being completed.
-    Completing { file: usize },
-    Finished { file: usize, done: Finished },
+    Completing {
+        file: usize,
+    },
+    Finished {
+        file: usize,
+        done: Finished,
+    },
     /// The service failed; retrying since `since`.
     Retrying {
         service: Service,
@@ -69,7 +84,9 @@ pub enum Event {
         reason: String,
     },
     /// The service answered again.
-    Recovered { service: Service },
+    Recovered {
+        service: Service,
+    },
     /// A line for the user (stderr).
     Note(String),
 }

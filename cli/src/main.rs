@@ -114,7 +114,12 @@ async fn run(cli: Cli) -> Result<()> {
             Command::Abort { id } => manage::abort(&api(&g, plain())?, &id, g.json).await,
             Command::Quota => manage::quota(&api(&g, plain())?, g.json).await,
             Command::Completions { shell } => {
-                clap_complete::generate(shell, &mut Cli::command(), "partwise", &mut std::io::stdout());
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "partwise",
+                    &mut std::io::stdout(),
+                );
                 Ok(())
             }
         }

@@ -162,7 +162,8 @@ impl Output {
                 {
                     self.total.set_style(style);
                 }
-                self.total.set_message(fit(&text, self.width.saturating_sub(name + 2)));
+                self.total
+                    .set_message(fit(&text, self.width.saturating_sub(name + 2)));
             }
             None => {
                 if let Ok(style) = ProgressStyle::with_template(&tpl) {
@@ -241,11 +242,7 @@ impl Output {
             })
             .unwrap_or_default();
         // Two short lines: keys are long, and a wrapped line reads badly.
-        let line = format!(
-            "✓ {}{tail}\n    → {}{checksum}",
-            fit(&f.file, room),
-            f.key
-        );
+        let line = format!("✓ {}{tail}\n    → {}{checksum}", fit(&f.file, room), f.key);
         self.multi.suspend(|| println!("{line}"));
     }
 
@@ -324,12 +321,8 @@ impl Observer for Output {
                     b.set_length(b.length().unwrap_or(0).saturating_sub(held_bytes));
                     b.set_message(format!("+{} in S3", human_bytes(held_bytes)));
                 }
-                self.total.set_length(
-                    self.total
-                        .length()
-                        .unwrap_or(0)
-                        .saturating_sub(held_bytes),
-                );
+                self.total
+                    .set_length(self.total.length().unwrap_or(0).saturating_sub(held_bytes));
             }
             Event::Unheld { file, bytes } => {
                 if let Some(b) = self.bar(file) {
@@ -426,7 +419,15 @@ mod tests {
         for w in [60, 80, 100, 120, 200] {
             let (name, file, _) = layout(w);
             // Fixed parts: the name, spaces and the fields after the bar.
-            let fixed = name + 2 + if w >= 120 { 66 } else if w >= 80 { 39 } else { 17 };
+            let fixed = name
+                + 2
+                + if w >= 120 {
+                    66
+                } else if w >= 80 {
+                    39
+                } else {
+                    17
+                };
             assert!(fixed + 10 <= w, "{w}: {fixed} {file}");
         }
     }

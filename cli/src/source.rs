@@ -95,13 +95,7 @@ impl Source {
             }
         })?;
         let src = Source::open(&path)?.named(name.to_string());
-        Ok((
-            Source {
-                stdin: true,
-                ..src
-            },
-            spooled,
-        ))
+        Ok((Source { stdin: true, ..src }, spooled))
     }
 
     /// The path as the user gave it (`-` for standard input).

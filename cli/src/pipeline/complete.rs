@@ -60,7 +60,10 @@ pub async fn complete(
             .unwrap_or(&target.key)
             .to_string(),
         size: src.size,
-        etag: answer.get("etag").and_then(Value::as_str).map(str::to_string),
+        etag: answer
+            .get("etag")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         checksum: answer.get("checksum").filter(|c| !c.is_null()).cloned(),
         seconds: started.elapsed().as_secs_f64(),
         upload_id: Some(target.upload_id.clone()),

@@ -69,9 +69,7 @@ pub async fn find_or_start(shared: &Shared, file: usize, src: &Source) -> Result
     let fingerprint = src.fingerprint().await?;
     let api = &shared.api;
     let mut candidates: Vec<(Target, Found)> = Vec::new();
-    let saved = (!src.stdin)
-        .then(|| state::load(api.base(), src))
-        .flatten();
+    let saved = (!src.stdin).then(|| state::load(api.base(), src)).flatten();
     match saved {
         Some(s) if s.is_of(src) => candidates.push((target_of(&s), Found::LocalState)),
         Some(s) => supersede(shared, src, &s).await,

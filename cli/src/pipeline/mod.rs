@@ -51,7 +51,12 @@ fn files_at_once(parallel: usize) -> usize {
 }
 
 /// Uploads every file; the first failure stops the run (what was sent stays resumable).
-pub async fn run(api: &Api, sources: Vec<Source>, settings: &Settings, events: Events) -> Result<()> {
+pub async fn run(
+    api: &Api,
+    sources: Vec<Source>,
+    settings: &Settings,
+    events: Events,
+) -> Result<()> {
     // Every file's lock first: a file another run is uploading stops this one
     // before anything is sent.
     let mut locks = Vec::new();

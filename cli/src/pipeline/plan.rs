@@ -39,9 +39,7 @@ impl Plan {
 /// (its `PartPlan::for_size`): for `--dry-run`, which asks the server nothing.
 pub fn server_plan(size: u64, preferred: u64) -> Plan {
     let needed = size.div_ceil(10_000).div_ceil(MIB) * MIB;
-    let part_size = preferred
-        .clamp(MIN_PART_SIZE, MAX_PART_SIZE)
-        .max(needed);
+    let part_size = preferred.clamp(MIN_PART_SIZE, MAX_PART_SIZE).max(needed);
     Plan {
         part_size,
         part_count: size.div_ceil(part_size).max(1) as u32,

@@ -141,7 +141,16 @@ async fn put(
             None => signer.url(job.number, checksum.clone()).await?,
         };
         let body = src.stream(job.offset, job.len);
-        match s3::put_part(&shared.http, &u.url, &u.headers, job.len, body, sent.clone()).await {
+        match s3::put_part(
+            &shared.http,
+            &u.url,
+            &u.headers,
+            job.len,
+            body,
+            sent.clone(),
+        )
+        .await
+        {
             Ok(etag) => {
                 retry.recovered(Service::S3, &streak);
                 return Ok(etag);
