@@ -114,12 +114,11 @@ async fn run(cli: Cli) -> Result<()> {
             Command::Abort { id } => manage::abort(&api(&g, plain())?, &id, g.json).await,
             Command::Quota => manage::quota(&api(&g, plain())?, g.json).await,
             Command::Completions { shell } => {
-                clap_complete::generate(
-                    shell,
-                    &mut Cli::command(),
-                    "partwise",
-                    &mut std::io::stdout(),
-                );
+                // Into a buffer first: clap_complete panics on a closed pipe (`| head`).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "partwise", &mut script);
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&script);
                 Ok(())
             }
         }
