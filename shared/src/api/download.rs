@@ -12,7 +12,7 @@ use serde_json::json;
 /// completed upload; 409 while it is not completed (or was aborted), 404 for
 /// an unknown upload or another owner's (answered alike, see `owned_upload`).
 pub async fn download(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let upload = owned_upload(ctx, req).await?;
+    let upload = Box::pin(owned_upload(ctx, req)).await?;
     let completion = match (upload.status, upload.completion.as_ref()) {
         (Status::Completed, Some(c)) => c,
         (status, _) => {
@@ -23,10 +23,13 @@ pub async fn download(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
         }
     };
     let filename = (!upload.filename.is_empty()).then_some(upload.filename.as_str());
-    let signed = ctx
-        .presigner
-        .get_object(&upload.key, filename, ctx.config.url_expiry)
-        .await?;
+    // Boxed: the SDK's presigning future is big, and every handler's future
+    // is part of `api::handle`'s.
+    let signed = Box::pin(
+        ctx.presigner
+            .get_object(&upload.key, filename, ctx.config.url_expiry),
+    )
+    .await?;
     let mut body = json!({
         "url": signed.url,
         "expires": signed.expires,

@@ -38,7 +38,7 @@ pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         "completion": u.completion,
     });
     // What the client stored with the upload (the CLI's file fingerprint, say).
-    let metadata = ctx.store.metadata(&u.upload_id).await?;
+    let metadata = Box::pin(ctx.store.metadata(&u.upload_id)).await?;
     if !metadata.is_empty() {
         body["metadata"] = json!(metadata);
     }
