@@ -415,3 +415,43 @@ async fn get_round_trips_byte_exact_resumes_and_is_owner_only() {
     let ids: BTreeSet<String> = env.s3_objects().await.into_iter().collect();
     assert_eq!(ids.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_refusal_is_said_in_plain_words_and_usage_is_shown() {
+    let env = Env::new(&[("PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER", "1")]).await;
+    // One unfinished upload takes the whole quota.
+    let r = reqwest::Client::new()
+        .post(format!("{}/s3/multipart", env.server.url()))
+        .bearer_auth(&env.owner)
+        .json(&serde_json::json!({"filename": "held.bin", "type": "application/octet-stream", "size": 6 * MIB}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let path = env.file("refused.bin", 6 * MIB);
+    let run = env
+        .run(&["upload", "--json", &path.display().to_string()])
+        .await;
+    assert_eq!(run.code, Some(12), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("quota reached: 1 of 1 unfinished uploads allowed are in use"),
+        "{run:?}"
+    );
+    let quota = env.run(&["quota"]).await;
+    assert_eq!(quota.code, Some(0), "{quota:?}");
+    let row = quota
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("unfinished uploads"))
+        .unwrap_or_else(|| panic!("{quota:?}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>()[2..],
+        ["1", "1"],
+        "{row}"
+    );
+    let ls = env.run(&["ls"]).await;
+    assert!(ls.stdout.contains("QUOTA"), "{ls:?}");
+    let uploads = env.s3_uploads().await;
+    assert_eq!(uploads.len(), 1, "the refused file started nothing");
+}

@@ -18,10 +18,11 @@ pub struct Seeded {
 /// Tracks `n` ACTIVE uploads in the table only (no S3 upload), for the
 /// tracking-ceiling reference.
 pub async fn items(ctx: &Context, n: usize, concurrency: usize) -> partwise::Result<Vec<String>> {
+    let store = &unmetered(ctx);
     stream::iter(0..n)
         .map(|i| async move {
             let upload_id = uuid::Uuid::new_v4().simple().to_string();
-            ctx.store
+            store
                 .insert(&active(&upload_id, &ctx.config.key_prefix, i))
                 .await?;
             Ok::<_, partwise::Error>(upload_id)
@@ -58,12 +59,13 @@ pub async fn uploads(
     tracked: usize,
     concurrency: usize,
 ) -> partwise::Result<Seeded> {
+    let store = &unmetered(ctx);
     let uploads: Vec<(String, String)> = stream::iter(0..n)
         .map(|i| async move {
             let key = format!("{}backlog/{i:06}.bin", ctx.config.key_prefix);
             let upload_id = ctx.storage.create(&key, "application/octet-stream").await?;
             if i < tracked {
-                ctx.store
+                store
                     .insert(&active(&upload_id, &ctx.config.key_prefix, i))
                     .await?;
             }
@@ -118,4 +120,12 @@ pub async fn census(ctx: &Context, prefix: &str) -> partwise::Result<Census> {
         s3_uploads,
         live_items,
     })
+}
+
+/// The store without quotas: a seeded backlog stands for uploads of many
+/// owners, not one owner starting thousands.
+fn unmetered(ctx: &Context) -> partwise::store::Store {
+    ctx.store
+        .clone()
+        .with_quotas(partwise::quota::Quotas::default())
 }

@@ -77,6 +77,19 @@ pub struct Config {
     /// names instead (read at the first grant call, [`crate::grants::KeySource`]).
     /// None: no grants.
     pub grant_keys: Option<GrantKeys>,
+    /// Per-owner quotas, each 0 for none:
+    /// `PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER` (`1000`): unfinished uploads at once;
+    /// `PARTWISE_MAX_BYTES_IN_FLIGHT_PER_OWNER` (`5TiB`): bytes they declare;
+    /// `PARTWISE_MAX_UPLOADS_PER_MINUTE_PER_OWNER` (`600`): uploads started a minute.
+    pub quotas: crate::quota::Quotas,
+    /// `PARTWISE_REQUIRE_DECLARED_SIZE` (`false`): a multipart upload without
+    /// `size` is a 400, for deployments whose clients all declare it. Then
+    /// every part URL has its size signed in.
+    pub require_declared_size: bool,
+    /// `PARTWISE_UNSIZED_PART_WINDOW` (`16`, 1-10000): how far past the
+    /// highest part S3 holds an upload without a declared size may sign
+    /// parts, which bounds what it can hold between two signings.
+    pub unsized_part_window: u32,
     /// `PARTWISE_GRANT_SECRET_ARN` (none): the Secrets Manager secret holding
     /// the grant keys, as `PARTWISE_GRANT_KEYS` would; it wins over that.
     pub grant_secret_arn: Option<String>,
@@ -205,6 +218,26 @@ impl Config {
                 .map(|k| GrantKeys::parse(&k))
                 .transpose()?,
             grant_secret_arn: get("PARTWISE_GRANT_SECRET_ARN"),
+            quotas: crate::quota::Quotas {
+                live_uploads: num("PARTWISE_MAX_LIVE_UPLOADS_PER_OWNER", 1000, 0, 1_000_000)?,
+                bytes_in_flight: size(
+                    "PARTWISE_MAX_BYTES_IN_FLIGHT_PER_OWNER",
+                    limits::MAX_OBJECT_SIZE,
+                )?,
+                uploads_per_minute: num(
+                    "PARTWISE_MAX_UPLOADS_PER_MINUTE_PER_OWNER",
+                    600,
+                    0,
+                    1_000_000,
+                )?,
+            },
+            require_declared_size: flag("PARTWISE_REQUIRE_DECLARED_SIZE")?,
+            unsized_part_window: num(
+                "PARTWISE_UNSIZED_PART_WINDOW",
+                16,
+                1,
+                limits::MAX_PARTS as u64,
+            )? as u32,
         })
     }
 

@@ -29,6 +29,17 @@ pub enum Error {
     /// Well-formed but not acceptable: a part list S3 would refuse, and the like.
     #[error("{0}")]
     Unprocessable(String),
+    /// A new upload would take its owner past a quota: 403 for live uploads,
+    /// 413 for bytes in flight, 429 (with `Retry-After`) for the rate.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// `liveUploads`, `bytesInFlight` or `uploadsPerMinute`.
+        quota: &'static str,
+        usage: u64,
+        limit: u64,
+        retry_after: Option<u32>,
+        message: String,
+    },
     /// S3 or DynamoDB throttled us even after retries; the caller may retry.
     #[error("{0}")]
     Throttled(String),
@@ -76,6 +87,11 @@ impl Error {
             Error::HeadersTooLarge(_) => 431,
             Error::Unprocessable(_) => 422,
             Error::Throttled(_) => 429,
+            Error::QuotaExceeded { quota, .. } => match *quota {
+                "uploadsPerMinute" => 429,
+                "bytesInFlight" => 413,
+                _ => 403,
+            },
             Error::Unavailable(_) => 503,
             Error::Config(_) | Error::Internal(_) => 500,
         }
@@ -96,6 +112,7 @@ impl Error {
             Error::TooLarge(_) => "TooLarge",
             Error::Unprocessable(_) => "Unprocessable",
             Error::Throttled(_) => "Throttled",
+            Error::QuotaExceeded { .. } => "QuotaExceeded",
             Error::Unavailable(_) => "ServiceUnavailable",
             Error::Config(_) => "ConfigError",
             Error::Internal(_) => "InternalError",
@@ -110,13 +127,27 @@ impl Error {
             Error::Internal(_) | Error::Config(_) => "internal error".to_string(),
             other => other.to_string(),
         };
-        json!({ "error": { "code": self.code(), "message": message }, "message": message })
+        let mut body =
+            json!({ "error": { "code": self.code(), "message": message }, "message": message });
+        if let Error::QuotaExceeded {
+            quota,
+            usage,
+            limit,
+            ..
+        } = self
+        {
+            body["error"]["quota"] = json!(quota);
+            body["error"]["usage"] = json!(usage);
+            body["error"]["limit"] = json!(limit);
+        }
+        body
     }
 
     /// Seconds the caller should wait before retrying, for the errors a retry fixes.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Error::Throttled(_) | Error::Unavailable(_) => Some(1),
+            Error::QuotaExceeded { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -8,6 +8,7 @@
 //! - [`metadata`]: Uppy's metadata as S3 user metadata;
 //! - [`model`]: the tracked upload and its state machine; [`plan`]: part plans;
 //! - [`store`]: DynamoDB tracking; [`storage`]: S3 calls; [`presign`]: URLs and POST forms;
+//! - [`quota`]: per-owner quotas, charged atomically with each new upload;
 //! - [`grants`]: signed upload grants; [`keys`]: safe object keys; [`config`]: settings, validated once;
 //! - [`error`]: the one error type and its HTTP mapping; [`runtime`]: Lambda wiring;
 //! - [`crashpoint`]: where crash tests kill the process (feature `crash-points`);
@@ -25,6 +26,7 @@ pub mod model;
 pub mod notify;
 pub mod plan;
 pub mod presign;
+pub mod quota;
 pub mod runtime;
 pub mod sdk;
 pub mod storage;
@@ -70,7 +72,8 @@ impl Context {
                 config.grant_secret_arn.as_deref(),
                 sdk,
             ),
-            store: store::Store::new(dynamodb, &config.table, config.gsi_shards, config.retention),
+            store: store::Store::new(dynamodb, &config.table, config.gsi_shards, config.retention)
+                .with_quotas(config.quotas),
             storage: storage::Storage::new(s3.clone(), &config.bucket),
             presigner: presign::Presigner::new(s3, &config.bucket, sdk),
             config,

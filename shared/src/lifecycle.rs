@@ -133,12 +133,13 @@ pub enum AbortOutcome {
     FoundCompleted,
 }
 
-/// Aborts `upload` in S3 and records it. Idempotent; refuses completed and
+/// Aborts `upload` in S3 and records it, for `reason` (stamped with the
+/// ABORTING claim when this call makes it). Idempotent; refuses completed and
 /// completing uploads, so a completed object is never touched. An upload
 /// found completed directly in S3 is recorded COMPLETED and refused the same
 /// way (409, as for any completed upload): answering 200 "aborted" would
 /// tell the client its file is gone while the object is there.
-pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
+pub async fn abort(ctx: &Context, upload: &Upload, reason: AbortReason) -> Result<AbortOutcome> {
     let completed = || Error::Conflict("the upload is completed; its object is kept".to_string());
     let mut current = upload.status;
     loop {
@@ -163,7 +164,7 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
                         Status::Completing,
                         Status::Aborting,
                         None,
-                        Stamp::Aborting(Actor::Api, AbortReason::Owner),
+                        Stamp::Aborting(Actor::Api, reason),
                     )
                     .await?
                 {
@@ -185,7 +186,7 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
                     Status::Active,
                     Status::Aborting,
                     None,
-                    Stamp::Aborting(Actor::Api, AbortReason::Owner),
+                    Stamp::Aborting(Actor::Api, reason),
                 )
                 .await?
             {
@@ -193,6 +194,25 @@ pub async fn abort(ctx: &Context, upload: &Upload) -> Result<AbortOutcome> {
                 Transition::Lost(Some(now)) => current = now.status,
                 Transition::Lost(None) => return Err(Error::NotFound("no such upload".into())),
             },
+        }
+    }
+}
+
+/// Aborts at once an upload found over its size limit (reason `too_large`),
+/// so it holds no bytes, and answers the 413 that says so. An abort that
+/// fails is logged and the 413 still answered: the refusal stands, and the
+/// sweep aborts what is left.
+pub async fn abort_over_limit(ctx: &Context, upload: &Upload, why: String) -> Error {
+    let outcome = abort(ctx, upload, AbortReason::TooLarge).await;
+    tracing::info!(upload_id = %upload.upload_id, ?outcome, why, "upload over its size limit aborted");
+    match outcome {
+        Ok(_) => Error::TooLarge(format!(
+            "this upload is too large: {why}; it was aborted and its parts deleted"
+        )),
+        Err(e) if e.status() == 409 => e,
+        Err(e) => {
+            tracing::warn!(upload_id = %upload.upload_id, error = %e, "over-limit abort failed");
+            Error::TooLarge(format!("this upload is too large: {why}"))
         }
     }
 }

@@ -253,6 +253,11 @@ pub enum AbortReason {
     /// S3 no longer had the multipart upload (aborted outside the service, or
     /// by a lifecycle rule) and no object was made of it.
     Vanished,
+    /// Its parts add up to more than the limit that applies (the service's or
+    /// its grant's): aborted at once, so the bytes are not kept.
+    TooLarge,
+    /// A single-request upload (POST form or PUT URL) whose URL expired unused.
+    Expired,
 }
 
 impl AbortReason {
@@ -261,6 +266,8 @@ impl AbortReason {
             AbortReason::Owner => "owner",
             AbortReason::Stale => "stale",
             AbortReason::Vanished => "vanished",
+            AbortReason::TooLarge => "too_large",
+            AbortReason::Expired => "expired",
         }
     }
 
@@ -269,6 +276,8 @@ impl AbortReason {
             AbortReason::Owner,
             AbortReason::Stale,
             AbortReason::Vanished,
+            AbortReason::TooLarge,
+            AbortReason::Expired,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -6,6 +6,7 @@ use crate::model::{
     AbortReason, Actor, ChecksumAlgorithm, Completion, ObjectChecksum, Status, Upload, now_millis,
 };
 use crate::plan::PartPlan;
+use crate::quota::{Quotas, counters};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -29,6 +30,8 @@ pub struct Store {
     table: String,
     shards: u32,
     retention: Duration,
+    /// Per-owner quotas, charged with each new item ([`crate::quota`]).
+    quotas: Quotas,
 }
 
 /// Who made a transition (and why, for an abort), written on the item with it.
@@ -74,7 +77,18 @@ impl Store {
             table: table.into(),
             shards: shards.max(1),
             retention,
+            quotas: Quotas::default(),
         }
+    }
+
+    /// The store, charging every new item to its owner's `quotas`.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     pub fn client(&self) -> &Client {
@@ -103,7 +117,9 @@ impl Store {
     }
 
     /// [`Store::insert`], keeping the upload's user metadata on the item too
-    /// (`metadata`, a map of strings, only when there is some).
+    /// (`metadata`, a map of strings, only when there is some). With quotas
+    /// set, a live upload is charged to its owner in the same transaction
+    /// (its declared size, or 0), refused with the quota it would pass.
     pub async fn insert_with_metadata(&self, upload: &Upload, metadata: &Metadata) -> Result<()> {
         let mut item = Item::from(upload);
         if !metadata.is_empty() {
@@ -113,21 +129,25 @@ impl Store {
         if !upload.status.is_terminal() {
             item.insert("live_shard".into(), s(self.shard_of(&upload.upload_id)));
         }
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(upload_id)")
-            .send()
-            .await
-            .map_err(|e| {
-                if e.code() == Some("ConditionalCheckFailedException") {
-                    Error::Conflict("upload is tracked already".into())
-                } else {
-                    from_sdk("PutItem", e)
-                }
-            });
+        let put = if self.quotas.any() && !upload.status.is_terminal() {
+            self.insert_charged(upload, item).await
+        } else {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(upload_id)")
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    if e.code() == Some("ConditionalCheckFailedException") {
+                        tracked_already()
+                    } else {
+                        from_sdk("PutItem", e)
+                    }
+                })
+        };
         match put {
             // The upload id is S3's, new: an item with it can only be this very
             // write, landed on an attempt whose answer was lost and retried by the SDK.
@@ -140,6 +160,69 @@ impl Store {
                 Ok(())
             }
             other => other.map(|_| ()),
+        }
+    }
+
+    /// Writes a live item and charges its owner's quota counters, in one
+    /// transaction: either the item exists and is counted, or neither.
+    async fn insert_charged(&self, upload: &Upload, mut item: Item) -> Result<()> {
+        let charge = counters::Charge {
+            table: &self.table,
+            owner: &upload.owner,
+            shard: self.shard_of(&upload.owner),
+            bytes: upload.size.unwrap_or(0),
+            quotas: &self.quotas,
+            now_ms: now_millis(),
+        };
+        charge.check_size(&self.client).await?;
+        item.insert(counters::CHARGED.into(), n(charge.bytes));
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(upload_id)")
+            .build()
+            .map_err(Error::internal)?;
+        let mut items = vec![
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .put(put)
+                .build(),
+        ];
+        items.extend(charge.items()?);
+        // The token makes the SDK's own retry of a transaction whose answer
+        // was lost succeed instead of finding its own item and failing.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(token)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let reasons = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().to_vec()
+                    }
+                    _ => return Err(from_sdk("TransactWriteItems", e)),
+                };
+                if reasons
+                    .first()
+                    .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+                {
+                    return Err(tracked_already());
+                }
+                if let Some(refusal) = charge.refusal(&reasons) {
+                    tracing::info!(owner = %upload.owner, error = %refusal, "quota refused a new upload");
+                    return Err(refusal);
+                }
+                // Cancelled for contention (another transaction on the same
+                // counter at once): the caller may retry.
+                Err(Error::Throttled(
+                    "too many uploads started at once; retry".into(),
+                ))
+            }
         }
     }
 
@@ -345,15 +428,24 @@ impl Store {
             req = req.expression_attribute_names("#location", "location");
         }
         if let Some(c) = &caller {
-            req = req
-                .expression_attribute_names("#owner", "owner")
-                .return_values(ReturnValue::AllNew);
+            req = req.expression_attribute_names("#owner", "owner");
             if c.key.is_some() {
                 req = req.expression_attribute_names("#key", "key");
             }
         }
+        // The new item, for the caller's claim and for a terminal write's
+        // quota release (its owner and charge): in the same answer, no read.
+        let release = to.is_terminal() && !from.is_terminal();
+        if caller.is_some() || release {
+            req = req.return_values(ReturnValue::AllNew);
+        }
         match req.send().await {
-            Ok(out) => Ok((Transition::Won, out.attributes)),
+            Ok(out) => {
+                if release {
+                    self.release(out.attributes.as_ref()).await;
+                }
+                Ok((Transition::Won, out.attributes))
+            }
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
                 let old = e
                     .as_service_error()
@@ -370,6 +462,9 @@ impl Store {
                     .and_then(|i| i.get("transition_id"))
                     .is_some_and(|m| m.as_s().is_ok_and(|m| *m == mark))
                 {
+                    if release {
+                        self.release(old.as_ref()).await;
+                    }
                     return Ok((Transition::Won, old));
                 }
                 let old = old.as_ref().map(Upload::try_from).transpose()?;
@@ -379,6 +474,21 @@ impl Store {
                 Ok((Transition::Lost(old.map(Box::new)), None))
             }
             Err(e) => Err(from_sdk("UpdateItem", e)),
+        }
+    }
+}
+
+impl Store {
+    /// Gives back the quota a terminal item was charged, if it was charged.
+    async fn release(&self, item: Option<&Item>) {
+        let Some(item) = item else { return };
+        let charged = item
+            .get(counters::CHARGED)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let owner = item.get("owner").and_then(|v| v.as_s().ok());
+        if let (Some(bytes), Some(owner)) = (charged, owner) {
+            counters::release(&self.client, &self.table, owner, bytes, now_millis()).await;
         }
     }
 }
@@ -572,6 +682,10 @@ impl Store {
         }
         Ok(found)
     }
+}
+
+fn tracked_already() -> Error {
+    Error::Conflict("upload is tracked already".into())
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {

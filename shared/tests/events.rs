@@ -63,6 +63,7 @@ const SAMPLES: &[(&str, Kind)] = &[
     ("sign-part-batch-checked.json", api(BATCH_CHECKED)),
     ("issue-grant.json", api(ISSUE_GRANT)),
     ("download.json", api(DOWNLOAD)),
+    ("quota.json", api("GET /quota")),
     ("sweep-scheduled.json", Kind::SweepScheduled),
     ("sweep-manual.json", Kind::SweepManual),
     ("notify.json", Kind::Notify),
@@ -926,6 +927,23 @@ async fn api_samples_succeed_against_the_local_stack() {
                     .unwrap();
                 assert_eq!(Some(claims.owner), owner, "{name}");
                 assert_eq!(claims.content_types, Some(vec!["image/*".to_string()]));
+            }
+            Operation::Quota => {
+                // A fresh owner: nothing used, the configured limits.
+                let (status, body) = invoke(ctx, name, sample).await;
+                assert_eq!(status, 200, "{name}: {body}");
+                assert_eq!(body["owner"], json!(owner), "{name}");
+                let q = ctx.store.quotas();
+                assert_eq!(
+                    body["quotas"]["liveUploads"],
+                    json!({"usage": 0, "limit": q.live_uploads}),
+                    "{name}"
+                );
+                assert_eq!(
+                    body["quotas"]["uploadsPerMinute"]["limit"],
+                    json!(q.uploads_per_minute),
+                    "{name}"
+                );
             }
             Operation::SignBatchChecked => {
                 let who = owner.clone().expect("owner");

@@ -654,6 +654,7 @@ async fn an_empty_file_gets_one_presigned_put_and_nothing_tracked() {
     let resp = http()
         .put(url)
         .header("content-type", "text/plain")
+        .header("content-length", "0")
         .body(Vec::new())
         .send()
         .await

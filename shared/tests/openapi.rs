@@ -38,6 +38,7 @@ const ABORT_RS: &str = include_str!("../src/api/abort.rs");
 const UPLOADS_RS: &str = include_str!("../src/api/uploads.rs");
 const GRANT_RS: &str = include_str!("../src/api/grant.rs");
 const DOWNLOAD_RS: &str = include_str!("../src/api/download.rs");
+const QUOTA_RS: &str = include_str!("../src/api/quota.rs");
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -168,6 +169,14 @@ fn handler(op: Operation) -> Handler {
             DOWNLOAD_RS,
             "download",
             Body::Json,
+        ),
+        Operation::Quota => h(
+            "getQuota",
+            PARTWISE,
+            "quota",
+            QUOTA_RS,
+            "usage",
+            Body::Typed,
         ),
     }
 }
@@ -689,7 +698,8 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("validate::part_numbers(", &[400]),
     ("PartPlan::for_size(", &[413]),
     ("ctx.store.insert(", &[409]),
-    ("insert_with_metadata(", &[409]),
+    ("insert_with_metadata(", &[403, 409, 413, 429]),
+    ("lifecycle::abort_over_limit(", &[409, 413]),
     ("lifecycle::abort(", &[404, 409]),
     ("lifecycle::complete(", &[404, 409, 422]),
     ("bad_request(", &[400]),
@@ -723,6 +733,7 @@ fn every_error() -> Vec<Error> {
         Error::TooLarge("too large".into()),
         Error::Unprocessable("not acceptable".into()),
         Error::Throttled("PutItem was throttled; retry later".into()),
+        partwise::quota::Quota::LiveUploads.refusal(1000, 1000, 0),
         Error::Unavailable("PutItem is unavailable for the moment; retry later".into()),
         Error::UnknownRoute("no route".into()),
         Error::MethodNotAllowed {
@@ -744,6 +755,7 @@ fn every_error() -> Vec<Error> {
             | Error::TooLarge(_)
             | Error::Unprocessable(_)
             | Error::Throttled(_)
+            | Error::QuotaExceeded { .. }
             | Error::Unavailable(_)
             | Error::UnknownRoute(_)
             | Error::MethodNotAllowed { .. }

@@ -46,7 +46,7 @@ pub async fn abort(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
         }
         Claim::Lost(_) => return Err(Error::NotFound(format!("no upload {upload_id:?}"))),
     };
-    let outcome = lifecycle::abort(ctx, &upload).await?;
+    let outcome = lifecycle::abort(ctx, &upload, AbortReason::Owner).await?;
     tracing::info!(upload_id = %upload.upload_id, ?outcome, "upload aborted");
     Ok(response::json(200, &json!({ "status": "ABORTED" })))
 }

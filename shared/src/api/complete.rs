@@ -118,7 +118,13 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
                     )),
                 };
             };
-            let parts = choose_parts(&ctx.config, &upload, body.parts, held)?;
+            let parts = match choose_parts(&ctx.config, &upload, body.parts, held) {
+                Ok(parts) => parts,
+                Err(Refused::OverLimit(why)) => {
+                    return Err(lifecycle::abort_over_limit(ctx, &upload, why.0).await);
+                }
+                Err(Refused::Other(e)) => return Err(e),
+            };
             lifecycle::complete(ctx, &upload, &parts).await?
         }
     };
@@ -158,6 +164,28 @@ fn unquote(etag: &str) -> &str {
     etag.trim().trim_matches('"')
 }
 
+/// Parts adding up to more than the limit: not a list to fix, so the upload
+/// is aborted at once rather than left holding the bytes.
+struct OverLimit(String);
+
+/// Why [`choose_parts`] refused a list.
+enum Refused {
+    OverLimit(OverLimit),
+    Other(Error),
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Other(e)
+    }
+}
+
+impl From<OverLimit> for Refused {
+    fn from(o: OverLimit) -> Self {
+        Refused::OverLimit(o)
+    }
+}
+
 /// The parts to complete with, checked as S3 would check them (and more: S3's
 /// 5 MiB minimum, which local S3s skip, and our size limits), so a bad list is
 /// a 4xx before any state changes.
@@ -166,7 +194,7 @@ fn choose_parts(
     upload: &Upload,
     requested: Option<Vec<RequestedPart>>,
     held: Vec<Part>,
-) -> Result<Vec<Part>> {
+) -> std::result::Result<Vec<Part>, Refused> {
     let parts = match requested {
         None => {
             let mut held = held;
@@ -176,11 +204,11 @@ fn choose_parts(
         Some(requested) if requested.is_empty() => {
             return Err(Error::bad_request(
                 "parts is empty: list the parts to complete, or omit parts to complete with every part S3 holds",
-            ));
+            ).into());
         }
         Some(requested) => {
             if requested.len() > limits::MAX_PARTS as usize {
-                return Err(Error::bad_request("at most 10000 parts"));
+                return Err(Error::bad_request("at most 10000 parts").into());
             }
             let by_number: HashMap<u32, &Part> = held.iter().map(|p| (p.part_number, p)).collect();
             let mut previous = 0;
@@ -190,13 +218,14 @@ fn choose_parts(
                     return Err(Error::bad_request(format!(
                         "part number {} is outside 1..=10000",
                         r.part_number
-                    )));
+                    ))
+                    .into());
                 }
                 if r.part_number <= previous {
                     return Err(Error::bad_request(format!(
                         "parts must be in ascending order without repeats (part {} after {previous})",
                         r.part_number
-                    )));
+                    )).into());
                 }
                 previous = r.part_number;
                 let held = by_number
@@ -215,7 +244,8 @@ fn choose_parts(
                         return Err(Error::bad_request(format!(
                             "part {}: checksum {} is not the part's ({}) (InvalidPart)",
                             r.part_number, given.value, own.value
-                        )));
+                        ))
+                        .into());
                     }
                     part.checksum = Some(given);
                 }
@@ -225,7 +255,7 @@ fn choose_parts(
         }
     };
     if parts.is_empty() {
-        return Err(Error::bad_request("no parts have been uploaded"));
+        return Err(Error::bad_request("no parts have been uploaded").into());
     }
     if let Some(small) = parts[..parts.len() - 1]
         .iter()
@@ -234,19 +264,22 @@ fn choose_parts(
         return Err(Error::Unprocessable(format!(
             "part {} is {} bytes; every part but the last must be at least 5 MiB (EntityTooSmall)",
             small.part_number, small.size
-        )));
+        ))
+        .into());
     }
     let total: u64 = parts.iter().map(|p| p.size).sum();
     if total > config.max_upload_size {
-        return Err(Error::TooLarge(format!(
+        return Err(OverLimit(format!(
             "the parts add up to {total} bytes, more than the {} allowed",
             config.max_upload_size
-        )));
+        ))
+        .into());
     }
     if let Some(declared) = upload.size.filter(|d| *d != total) {
         return Err(Error::Unprocessable(format!(
             "the parts add up to {total} bytes but the upload declared {declared}"
-        )));
+        ))
+        .into());
     }
     Ok(parts)
 }

@@ -48,6 +48,11 @@ pub async fn create(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
     if size == Some(0) {
         return empty_file(ctx, &key, &content_type).await;
     }
+    if size.is_none() && ctx.config.require_declared_size {
+        return Err(Error::bad_request(
+            "this service needs the file's size: give size (in bytes), so every part URL is signed for its exact size",
+        ));
+    }
 
     let upload_id = ctx
         .storage
@@ -119,7 +124,7 @@ async fn empty_file(
 ) -> Result<ApiGatewayV2httpResponse> {
     let signed = ctx
         .presigner
-        .put_object(key, content_type, ctx.config.url_expiry)
+        .put_object(key, content_type, 0, ctx.config.url_expiry)
         .await?;
     tracing::info!(key, "empty file: single PUT signed");
     Ok(response::json(

@@ -7,6 +7,7 @@ mod download;
 mod grant;
 mod initiate;
 mod parts;
+mod quota;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -78,6 +79,7 @@ pub async fn handle(
         Operation::SignBatchChecked => sign::batch_checked(ctx, &req).await,
         Operation::IssueGrant => grant::issue(ctx, &req).await,
         Operation::Download => download::download(ctx, &req).await,
+        Operation::Quota => quota::usage(ctx, &req).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

@@ -55,6 +55,8 @@ pub enum Operation {
     IssueGrant,
     /// A presigned GET for a completed upload's object.
     Download,
+    /// The caller's usage of each quota.
+    Quota,
 }
 
 /// A route as API Gateway names it (`routeKey`), and the function behind it.
@@ -163,6 +165,7 @@ pub const ROUTES: &[Route] = &[
         Operation::SignBatchChecked,
     ),
     route("POST", "/grants", Function::Initiate, Operation::IssueGrant),
+    route("GET", "/quota", Function::ListParts, Operation::Quota),
     route(
         "GET",
         "/s3/multipart/{uploadId}/download",
@@ -216,6 +219,12 @@ pub const ROUTES: &[Route] = &[
         "/g/{grant}/s3/multipart/{uploadId}/download",
         Function::ListParts,
         Operation::Download,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/quota",
+        Function::ListParts,
+        Operation::Quota,
     ),
 ];
 

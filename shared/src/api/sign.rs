@@ -2,26 +2,110 @@
 //! `GET /s3/multipart/{uploadId}/batch?partNumbers=1,2,5-9`, and
 //! `POST /s3/multipart/{uploadId}/batch` with each part's checksum.
 
-use super::{Request, owned_upload, response};
+use super::{Request, owned_upload, owned_upload_and_parts, response};
+use crate::config::limits;
 use crate::error::{Error, Result};
 use crate::model::{Status, Upload};
 use crate::presign::{PartRequest, PartSigner};
-use crate::storage::PartChecksum;
-use crate::{Context, validate};
+use crate::storage::{Part, PartChecksum};
+use crate::{Context, lifecycle, validate};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde::Deserialize;
 use serde_json::{Map, json};
 
-/// Signing is only for live uploads still taking parts.
-async fn active_upload(ctx: &Context, req: &Request<'_>) -> Result<Upload> {
-    let upload = owned_upload(ctx, req).await?;
+/// Signing is only for live uploads still taking parts. For an upload that
+/// declared no size, also the parts S3 holds, which bound what it may sign
+/// ([`Unsized`]): asked in the item read's wave when `in_wave` (the one-part
+/// route, which is how Uppy signs, and Uppy declares no size), else only
+/// once the item shows no size (the batch routes, whose clients declare it).
+async fn active_upload(
+    ctx: &Context,
+    req: &Request<'_>,
+    in_wave: bool,
+) -> Result<(Upload, Option<Unsized>)> {
+    let (upload, held) = if in_wave && req.query("key").is_some() {
+        let (upload, held) = owned_upload_and_parts(ctx, req).await?;
+        (upload, held.flatten())
+    } else {
+        let upload = owned_upload(ctx, req).await?;
+        let held = match (upload.status, upload.size) {
+            (Status::Active, None) => {
+                ctx.storage
+                    .list_parts(&upload.key, &upload.upload_id)
+                    .await?
+            }
+            _ => None,
+        };
+        (upload, held)
+    };
     if upload.status != Status::Active {
         return Err(Error::Conflict(format!(
             "the upload is {}; parts can no longer be uploaded",
             upload.status.as_str()
         )));
     }
-    Ok(upload)
+    let bound = match upload.size {
+        Some(_) => None,
+        None => Some(Unsized::new(ctx, &upload, held.unwrap_or_default()).await?),
+    };
+    Ok((upload, bound))
+}
+
+/// What an upload without a declared size may still sign. No part URL of
+/// it can have its size signed in, so each could carry up to S3's 5 GiB;
+/// what bounds it is signing: a part number whose earlier parts alone
+/// (5 MiB at least each) would pass the limit is refused, and so is one more
+/// than `PARTWISE_UNSIZED_PART_WINDOW` past the highest part S3 holds. An
+/// upload found holding more than the limit is aborted at once.
+struct Unsized {
+    /// The highest part number any part URL may have under the limit.
+    fits: u32,
+    /// The highest part S3 holds now.
+    highest: u32,
+    window: u32,
+    limit: u64,
+}
+
+impl Unsized {
+    async fn new(ctx: &Context, upload: &Upload, held: Vec<Part>) -> Result<Unsized> {
+        let limit = ctx.config.max_upload_size;
+        let total: u64 = held.iter().map(|p| p.size).sum();
+        if total > limit {
+            return Err(lifecycle::abort_over_limit(
+                ctx,
+                upload,
+                format!("its parts already add up to {total} bytes, more than the {limit} allowed"),
+            )
+            .await);
+        }
+        Ok(Unsized {
+            fits: limit
+                .div_ceil(limits::MIN_PART_SIZE)
+                .clamp(1, limits::MAX_PARTS as u64) as u32,
+            highest: held.iter().map(|p| p.part_number).max().unwrap_or(0),
+            window: ctx.config.unsized_part_window,
+            limit,
+        })
+    }
+
+    /// Refuses part `n` if it cannot fit under the limit, or is too far ahead.
+    fn check(&self, n: u32) -> Result<()> {
+        if n > self.fits {
+            return Err(Error::TooLarge(format!(
+                "part {n} cannot fit: the {} parts before it take at least {} bytes, and this upload may hold {} (declare the file's size to sign its parts exactly)",
+                n - 1,
+                u64::from(n - 1) * limits::MIN_PART_SIZE,
+                self.limit
+            )));
+        }
+        if n > self.highest + self.window {
+            return Err(Error::Conflict(format!(
+                "part {n} is more than {} parts past the highest part S3 holds ({}); send the earlier parts first, or declare the file's size",
+                self.window, self.highest
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Part `n`'s URL, with the checksum the client gave for it (checked against
@@ -87,15 +171,18 @@ fn part_checksum(upload: &Upload, given: Option<&str>) -> Result<Option<PartChec
 /// One part URL: `{url, expires}` as Companion answers; with `checksum`, also
 /// the `headers` signed into it, which the PUT must carry.
 pub async fn one(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let upload = active_upload(ctx, req).await?;
+    let (upload, bound) = active_upload(ctx, req, true).await?;
     let n = validate::part_number(req.path("partNumber")?, upload.plan.map(|p| p.part_count))?;
+    if let Some(b) = &bound {
+        b.check(n)?;
+    }
     let signed = sign_part(ctx, &upload, n, req.query("checksum").as_deref()).await?;
     Ok(response::json(200, &signed))
 }
 
 /// Many part URLs in one call: `{presignedUrls: {"1": url, ...}, expires}`.
 pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let upload = active_upload(ctx, req).await?;
+    let (upload, bound) = active_upload(ctx, req, false).await?;
     if let Some(a) = upload.checksum {
         return Err(Error::bad_request(format!(
             "this upload checks every part with {}: sign with POST and each part's checksum",
@@ -110,6 +197,9 @@ pub async fn batch(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
         upload.plan.map(|p| p.part_count),
         ctx.config.max_batch_sign,
     )?;
+    if let (Some(b), Some(last)) = (&bound, numbers.last()) {
+        b.check(*last)?;
+    }
     let signer = ctx.presigner.part_signer(ctx.config.url_expiry).await?;
     Ok(response::json_text(
         200,
@@ -182,7 +272,7 @@ struct BatchPart {
 /// `headers` names only the parts that have signed headers (every part, for
 /// an upload started with a checksum algorithm; none without).
 pub async fn batch_checked(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let upload = active_upload(ctx, req).await?;
+    let (upload, bound) = active_upload(ctx, req, false).await?;
     let body: BatchBody = req.json()?;
     if body.key.as_deref().is_some_and(|k| k != upload.key) {
         return Err(Error::NotFound(format!(
@@ -203,6 +293,9 @@ pub async fn batch_checked(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewa
     let mut headers = Map::new();
     for p in &body.parts {
         let n = validate::part_number(&p.part_number.to_string(), part_count)?;
+        if let Some(b) = &bound {
+            b.check(n)?;
+        }
         if urls.contains_key(&n.to_string()) {
             return Err(Error::bad_request(format!("part {n} is listed twice")));
         }

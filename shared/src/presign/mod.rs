@@ -175,27 +175,38 @@ impl Presigner {
         })
     }
 
-    /// A URL to PUT a whole object of `content_type` at `key` in one request
-    /// (for an empty file, which a multipart upload cannot carry).
+    /// A URL to PUT a whole object of `content_type` and exactly
+    /// `content_length` bytes at `key` in one request (for an empty file,
+    /// which a multipart upload cannot carry). The length is signed in, so S3
+    /// refuses a body of any other size: without it, the URL would take up
+    /// to S3's 5 GiB single-PUT limit. Like a part's, the signed
+    /// `content-length` is left out of the headers to send: clients set it
+    /// from the body, and browsers refuse to set it by hand.
     pub async fn put_object(
         &self,
         key: &str,
         content_type: &str,
+        content_length: u64,
         expiry: Duration,
     ) -> Result<SignedUrl> {
+        let length = i64::try_from(content_length)
+            .map_err(|_| Error::internal(format!("{content_length} bytes cannot be signed")))?;
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .content_length(length)
             .presigned(Self::config(expiry)?)
             .await
             .map_err(|e| Error::internal(format!("presigning PutObject: {e}")))?;
+        let mut headers = signed_headers(&req);
+        headers.remove("content-length");
         Ok(SignedUrl {
             url: req.uri().to_string(),
             expires: expiry.as_secs(),
-            headers: signed_headers(&req),
+            headers,
         })
     }
 

@@ -101,6 +101,9 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
     if !budget.stopped() {
         summary = orphans(ctx, req, &budget, &faults, summary).await;
     }
+    if !budget.stopped() && !req.dry_run {
+        summary = recount_quotas(ctx, &budget, &faults, summary).await;
+    }
     match remaining::count(ctx, req, deadline).await {
         Ok(r) => {
             summary.remaining_uploads = r.uploads;
@@ -116,6 +119,34 @@ pub async fn run(ctx: &Context, req: &SweepRequest, deadline: Option<Instant>) -
         || summary.remaining_uploads > 0
         || summary.remaining_tracked > 0;
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary
+}
+
+/// Recounts drifted quota counters (a release lost to a crash, say) from
+/// the owners' live items, while time remains.
+async fn recount_quotas(
+    ctx: &Context,
+    budget: &Budget,
+    faults: &Faults,
+    mut summary: Summary,
+) -> Summary {
+    let in_time = || budget.stop_at.is_none_or(|t| Instant::now() < t);
+    match crate::quota::counters::recount_all(
+        ctx.store.client(),
+        ctx.store.table(),
+        crate::store::OWNER_INDEX,
+        ctx.store.shards(),
+        crate::model::now_millis(),
+        in_time,
+    )
+    .await
+    {
+        Ok(r) => {
+            summary.quota_counters_checked = r.checked;
+            summary.quota_counters_fixed = r.fixed;
+        }
+        Err(e) => faults.record("recounting quota counters", &e),
+    }
     summary
 }
 

@@ -65,6 +65,9 @@ pub struct Summary {
     /// Dry run only: the first uploads a real run would act on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_abort_list: Vec<serde_json::Value>,
+    /// Per-owner quota counters looked at, and those found drifted and recounted.
+    pub quota_counters_checked: u64,
+    pub quota_counters_fixed: u64,
     pub duration_ms: u64,
     /// How much of `duration_ms` the tracked pass took; the rest is orphans.
     pub tracked_ms: u64,
