@@ -229,7 +229,7 @@ impl Output {
             f.seconds,
             human_bytes(rate as u64)
         );
-        let room = self.width.saturating_sub(tail.chars().count() + 2).max(12);
+        let room = self.width.saturating_sub(tail.chars().count() + 2);
         let checksum = f
             .checksum
             .as_ref()
@@ -312,8 +312,11 @@ impl Observer for Output {
                 held_bytes,
                 found_in,
             } => {
+                // Three short lines: the path and the id are long, and a note
+                // that wraps under the bars reads badly.
                 self.note(&format!(
-                    "resuming {path}: S3 holds {held_parts} of {parts} parts ({}), each checked against the file before it is kept\n  (upload {upload_id}, found in {found_in})",
+                    "resuming {}\n  {held_parts} of {parts} parts ({}) already in S3, each checked before it is kept\n  (upload {upload_id},\n   found in {found_in})",
+                    fit(&path, self.width.saturating_sub(10).max(12)),
                     human_bytes(held_bytes)
                 ));
                 // Held bytes leave the bars' lengths: rate and ETA count only what is sent.
