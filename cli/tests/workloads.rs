@@ -455,3 +455,59 @@ async fn a_quota_refusal_is_said_in_plain_words_and_usage_is_shown() {
     let uploads = env.s3_uploads().await;
     assert_eq!(uploads.len(), 1, "the refused file started nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_goes_up_under_its_name_and_a_profile_gives_the_token() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::new(&[]).await;
+    let size = 7 * MIB + 3;
+    // Standard input, with --name, and the token from the config file's command.
+    let config = env.dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\ntoken_command = \"printf %s {}\"\n\n[profiles.other]\ntoken = \"{}-other\"\n",
+            env.owner, env.owner
+        ),
+    )
+    .unwrap();
+    let mut cmd = env.command(&["upload", "--json", "-", "--name", "piped.bin"]);
+    cmd.env_remove("PARTWISE_TOKEN")
+        .env("PARTWISE_CONFIG", &config)
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&content("piped.bin", size)).await.unwrap();
+    drop(stdin);
+    let run = finish(child, Duration::from_secs(120)).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let line = &run.lines()[0];
+    assert_eq!(line["file"], "-");
+    let key = line["key"].as_str().unwrap();
+    assert!(key.ends_with("/piped.bin"), "{key}");
+    assert!(
+        key.contains(&format!("/{}/", env.owner)),
+        "the token command's owner: {key}"
+    );
+    assert_eq!(env.object(key).await, content("piped.bin", size));
+
+    // Another profile is another caller: it sees none of these uploads.
+    let mut ls = env.command(&["--profile", "other", "ls", "--json"]);
+    ls.env_remove("PARTWISE_TOKEN")
+        .env("PARTWISE_CONFIG", &config);
+    let out = ls.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{out:?}"
+    );
+    let mut missing = env.command(&["ls", "--profile", "nope"]);
+    missing.env("PARTWISE_CONFIG", &config);
+    let out = missing.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no profile \"nope\""));
+    // "-" without --name is refused before anything is read.
+    let run = env.run(&["upload", "-"]).await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("--name"), "{run:?}");
+}
