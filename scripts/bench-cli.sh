@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The CLI benchmark: a 1 GiB file through the local API to Garage with
-# `partwise upload`, beside `aws s3 cp` (awscli from PyPI, default settings)
-# of the same file straight to Garage, in the same run; the CLI's peak memory
-# against parallel x part size + 64 MiB; and a resume after a SIGKILL at 50 %.
+# The CLI benchmark, side by side with `aws s3 cp` (awscli from PyPI, default
+# settings) straight to Garage, runs interleaved A B A B so a busy moment of
+# the machine hits both tools alike:
+#   1. one file of SIZE_MIB (default 1 GiB): `partwise upload` through the
+#      local API against `aws s3 cp`;
+#   2. a tree of 200 files of 1 to 8 MiB: `partwise upload --recursive`
+#      against `aws s3 cp --recursive`;
+#   3. the plan of a 64 GiB sparse file (`partwise upload --dry-run`).
+# For each: the median and range of ROUNDS runs, the ratio of medians, and
+# peak memory (max RSS from /usr/bin/time). The machine is named at the top.
 # Not a test: it prints figures (and exits non-zero only if something fails).
 #
 #   scripts/bench-cli.sh [--no-build] [SIZE_MIB]      (default 1024)
+#   ROUNDS=5 scripts/bench-cli.sh                     (default 3 rounds each)
 #   --no-build: use the binaries already built (target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +20,8 @@ cd "$(dirname "$0")/.."
 build=1
 if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 SIZE_MIB=${1:-1024}
-PARALLEL=8
-ROUNDS=2
+PARALLEL=${PARALLEL:-8}
+ROUNDS=${ROUNDS:-3}
 CACHE="${PARTWISE_CACHE:-$HOME/.cache/partwise}"
 
 bash scripts/install-deps.sh garage dynamodb awscli
@@ -42,70 +49,75 @@ printf '[default]\nregion = %s\ns3 =\n    addressing_style = path\n' "$AWS_REGIO
 export AWS_CONFIG_FILE="$work/aws-config"
 
 file="$work/file.bin"
-echo "# writing a ${SIZE_MIB} MiB file of random bytes" >&2
+echo "# writing a ${SIZE_MIB} MiB file of random bytes, and 200 files of 1 to 8 MiB" >&2
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$file"
-cat "$file" >/dev/null   # both tools start from a warm page cache
+tree="$work/tree"
+python3 - "$tree" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(26)
+for i in range(200):
+    d = os.path.join(root, f"d{i % 10}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:03}.bin"), "wb") as f:
+        f.write(os.urandom(rng.randint(1, 8) * 1024 * 1024 - rng.randint(0, 4096)))
+PY
+cat "$file" "$tree"/*/* >/dev/null   # every run starts from a warm page cache
 
-secs() { python3 -c 'import sys; print(f"{float(sys.argv[1]):.2f}")' "$1"; }
-now() { date +%s.%N; }
-elapsed() { python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$1" "$2"; }
+# Runs one command under /usr/bin/time; appends "seconds kib" to $1.
+timed() {
+  local out=$1; shift
+  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; exit 1; }
+  cat "$work/time" >>"$out"
+}
 
-aws_times=() cli_times=() cli_peaks=()
-part_size=0
+: >"$work/one-aws" ; : >"$work/one-cli" ; : >"$work/tree-aws" ; : >"$work/tree-cli"
 for round in $(seq 1 "$ROUNDS"); do
-  t0=$(now)
-  "$AWS" --endpoint-url "$AWS_ENDPOINT_URL_S3" s3 cp --only-show-errors "$file" "s3://$PARTWISE_BUCKET/bench/awscli-$round.bin"
-  aws_times+=("$(elapsed "$t0" "$(now)")")
-
-  /usr/bin/time -f '%e %M' -o "$work/time" "$CLI" upload --json --parallel "$PARALLEL" "$file" >"$work/cli.json"
-  read -r t kib <"$work/time"
-  cli_times+=("$t"); cli_peaks+=("$kib")
-  part_size=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["partSize"])' "$work/cli.json")
-  echo "# round $round: aws s3 cp $(secs "${aws_times[-1]}") s, partwise $(secs "$t") s" >&2
+  echo "# round $round of $ROUNDS" >&2
+  timed "$work/one-aws" "$AWS" --endpoint-url "$AWS_ENDPOINT_URL_S3" s3 cp --only-show-errors "$file" "s3://$PARTWISE_BUCKET/bench/aws-$round/file.bin"
+  timed "$work/one-cli" "$CLI" upload --json --parallel "$PARALLEL" "$file"
+  timed "$work/tree-aws" "$AWS" --endpoint-url "$AWS_ENDPOINT_URL_S3" s3 cp --only-show-errors --recursive "$tree" "s3://$PARTWISE_BUCKET/bench/aws-tree-$round/"
+  timed "$work/tree-cli" "$CLI" upload --json --parallel "$PARALLEL" --recursive "$tree"
 done
 
-# Resume: kill the CLI once it has sent half the file (bytes written to its
-# sockets, from /proc), then run it again.
-"$CLI" upload --json --parallel "$PARALLEL" "$file" >"$work/killed.json" 2>"$work/killed.err" &
-victim=$!
-half=$((SIZE_MIB * 1024 * 1024 / 2))
-for _ in $(seq 1 15000); do
-  sent=$(awk '/^wchar/ {print $2}' "/proc/$victim/io" 2>/dev/null || echo 0)
-  [ "${sent:-0}" -ge "$half" ] && break
-  kill -0 "$victim" 2>/dev/null || break
-  sleep 0.02
-done
-kill -9 "$victim" 2>/dev/null || { echo "the CLI finished before it could be killed at 50 %" >&2; exit 1; }
-wait "$victim" 2>/dev/null || true
-sleep 1   # S3 finishes what it was receiving
-held=$("$CLI" ls --json | python3 -c 'import json,sys
-u=[json.loads(l) for l in sys.stdin if l.strip()]
-print(max([x.get("bytesHeld") or 0 for x in u if x["state"]=="ACTIVE"] or [0]))')
-/usr/bin/time -f '%e %M' -o "$work/time" "$CLI" upload --json --parallel "$PARALLEL" "$file" >"$work/resume.json" 2>"$work/resume.err"
-read -r resume_t resume_kib <"$work/time"
+# The plan of a 64 GiB file, from a sparse file: nothing is read or sent.
+sparse="$work/sparse.bin"
+truncate -s 64G "$sparse"
+: >"$work/plan"
+timed "$work/plan" "$CLI" upload --dry-run "$sparse"
 
-python3 - "$SIZE_MIB" "$PARALLEL" "$part_size" "$held" "$resume_t" "$work/resume.json" \
-  "${aws_times[*]}" "${cli_times[*]}" "${cli_peaks[*]}" <<'PY'
-import json, sys
-size_mib, parallel, part_size, held, resume_t, resume_file = sys.argv[1:7]
-aws = [float(x) for x in sys.argv[7].split()]
-cli = [float(x) for x in sys.argv[8].split()]
-peaks = [int(x) / 1024 for x in sys.argv[9].split()]
-size_mib, parallel, part_size, held = int(size_mib), int(parallel), int(part_size), int(held)
-r = json.load(open(resume_file))
-mib = 1024 * 1024
-best_aws, best_cli = min(aws), min(cli)
-target_mem = parallel * part_size / mib + 64
-print(f"partwise CLI benchmark: {size_mib} MiB, parallel {parallel}, part size {part_size // mib} MiB, {len(aws)} rounds")
-print(f"{'':34} {'best s':>8} {'MiB/s':>8}   all runs (s)")
-print(f"{'aws s3 cp (straight to Garage)':34} {best_aws:8.2f} {size_mib / best_aws:8.1f}   {' '.join(f'{x:.2f}' for x in aws)}")
-print(f"{'partwise upload (through the API)':34} {best_cli:8.2f} {size_mib / best_cli:8.1f}   {' '.join(f'{x:.2f}' for x in cli)}")
-ratio = best_aws / best_cli
-print(f"speed, partwise / aws s3 cp: {ratio:.2f}x (target >= 1.0x: {'met' if ratio >= 1.0 else 'MISSED'})")
-peak = max(peaks)
-print(f"partwise peak memory (max RSS): {peak:.1f} MiB; target <= {parallel} x {part_size // mib} MiB + 64 MiB = {target_mem:.0f} MiB: {'met' if peak <= target_mem else 'MISSED'}")
-sent_bytes = min(r['partsSent'] * part_size, r['size'])
-print(f"resume after SIGKILL at {held / mib:.0f} MiB held ({100 * held / (size_mib * mib):.0f} %): "
-      f"{float(resume_t):.2f} s, {r['partsSent']} parts sent ({sent_bytes / mib:.0f} MiB), "
-      f"{r['partsSkipped']} parts checked and kept")
+machine="$(uname -srm); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(free -g | awk '/^Mem:/ {print $2}') GiB RAM"
+tree_mib=$(du -sm --apparent-size "$tree" | cut -f1)
+python3 - "$machine" "$SIZE_MIB" "$tree_mib" "$PARALLEL" "$ROUNDS" "$work" "$("$AWS" --version 2>&1 | cut -d' ' -f1)" <<'PY'
+import statistics, sys
+machine, size_mib, tree_mib, parallel, rounds, work, aws_version = sys.argv[1:8]
+size_mib, tree_mib, parallel = int(size_mib), int(tree_mib), int(parallel)
+
+def runs(name):
+    rows = [l.split() for l in open(f"{work}/{name}") if l.strip()]
+    return [float(r[0]) for r in rows], [int(r[1]) / 1024 for r in rows]
+
+print(f"partwise CLI benchmark on {machine}")
+print(f"{aws_version} against partwise (release), parallel {parallel}, {rounds} interleaved rounds (A B A B)")
+print()
+print(f"{'':44} {'median s':>9} {'range s':>13} {'MiB/s':>7} {'peak RSS':>9}")
+ratios = {}
+for label, mib, a, b in [
+    (f"{size_mib} MiB file", size_mib, "one-aws", "one-cli"),
+    (f"200 files, {tree_mib} MiB", tree_mib, "tree-aws", "tree-cli"),
+]:
+    for tool, name in [("aws s3 cp (straight to Garage)", a), ("partwise upload (through the API)", b)]:
+        t, m = runs(name)
+        med = statistics.median(t)
+        print(f"{label + ': ' + tool:44} {med:9.2f} {min(t):6.2f}-{max(t):<6.2f} {mib / med:7.1f} {max(m):7.1f} M")
+    ratios[label] = statistics.median(runs(a)[0]) / statistics.median(runs(b)[0])
+print()
+for label, r in ratios.items():
+    print(f"speed, partwise / aws s3 cp, {label}: {r:.2f}x (target >= 1.2x: {'met' if r >= 1.2 else 'MISSED'})")
+_, plan_mem = runs("plan")
+print(f"64 GiB sparse file, --dry-run plan: peak RSS {max(plan_mem):.1f} MiB")
+_, cli_mem = runs("one-cli")
+bound = 64 + parallel * 8
+print(f"partwise peak RSS bound, 64 MiB + {parallel} x 8 MiB = {bound} MiB: "
+      f"{'met' if max(cli_mem + runs('tree-cli')[1]) <= bound else 'MISSED'}")
 PY

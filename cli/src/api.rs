@@ -2,6 +2,8 @@
 //! HTTP failures turned into [`CliError`]s a person can act on.
 
 use crate::error::{CliError, Result};
+use crate::events::Service;
+use crate::retry::{Retry, Streak};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -25,6 +27,23 @@ pub struct Initiated {
     pub part_count: Option<u32>,
     /// Echoed only by servers that sign part checksums.
     pub checksum_algorithm: Option<String>,
+}
+
+/// `GET /s3/multipart/{id}/download`'s answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Download {
+    pub url: String,
+    pub key: String,
+    #[serde(default)]
+    pub filename: Option<String>,
+    pub size: u64,
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub checksum: Option<Value>,
+    #[serde(default)]
+    pub part_size: Option<u64>,
 }
 
 /// A presigned POST form (`GET /s3/params`), or the single-request path of a 0-byte upload.
@@ -92,19 +111,20 @@ struct ListPage {
     next: Option<String>,
 }
 
-/// The client, with its base URL and token.
+/// The client, with its base URL, token and retry policy.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    retry: Retry,
 }
 
 /// Pages of `GET /s3/multipart` read at most, so a huge history cannot hang a command.
 const MAX_LIST_PAGES: usize = 50;
 
 impl Api {
-    pub fn new(base: &str, token: Option<String>) -> Result<Api> {
+    pub fn new(base: &str, token: Option<String>, retry: Retry) -> Result<Api> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(CliError::Usage(format!(
@@ -117,11 +137,20 @@ impl Api {
             .user_agent(concat!("partwise-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::Other(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Api { http, base, token })
+        Ok(Api {
+            http,
+            base,
+            token,
+            retry,
+        })
     }
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    pub fn retry(&self) -> &Retry {
+        &self.retry
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -132,30 +161,43 @@ impl Api {
         }
     }
 
-    /// Sends, retrying network failures, 429 and 5xx a few times; maps the rest.
+    /// Sends, retrying network failures, 429 and 5xx through an outage for as
+    /// long as `--retry-for` allows; maps the rest.
     async fn send<T: DeserializeOwned>(&self, build: impl Fn() -> RequestBuilder) -> Result<T> {
-        let mut attempt = 0u32;
+        let mut streak = Streak::new();
         loop {
-            attempt += 1;
-            let last = attempt >= 4;
-            match build().send().await {
-                Err(e) if !last => {
-                    let _ = e;
-                }
+            let (reason, at_least) = match build().send().await {
                 Err(e) => {
-                    return Err(CliError::Unreachable {
-                        url: self.base.clone(),
-                        reason: crate::error::describe(&e),
-                    });
+                    let reason = crate::error::describe(&e);
+                    (reason, None)
                 }
                 Ok(resp) => {
+                    self.retry
+                        .reached
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     let status = resp.status();
                     let retryable =
                         status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    if retryable && !last {
-                        // Drain so the connection can be reused.
-                        let _ = resp.bytes().await;
-                    } else if status.is_success() {
+                    if retryable {
+                        let after = resp
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs);
+                        let text = resp.text().await.unwrap_or_default();
+                        let err = error_for(status, &text, self.token.is_some());
+                        if !self
+                            .retry
+                            .wait(Service::Api, &mut streak, &err.to_string(), after)
+                            .await
+                        {
+                            return Err(err);
+                        }
+                        continue;
+                    }
+                    self.retry.recovered(Service::Api, &streak);
+                    if status.is_success() {
                         let text = resp.text().await.map_err(|e| CliError::Unreachable {
                             url: self.base.clone(),
                             reason: crate::error::describe(&e),
@@ -167,13 +209,29 @@ impl Api {
                                 text.chars().take(200).collect::<String>()
                             ))
                         });
-                    } else {
-                        let text = resp.text().await.unwrap_or_default();
-                        return Err(error_for(status, &text));
                     }
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(error_for(status, &text, self.token.is_some()));
                 }
+            };
+            if !self
+                .retry
+                .wait(Service::Api, &mut streak, &reason, at_least)
+                .await
+            {
+                let waited = if streak.attempts() > 2 {
+                    format!(
+                        "{reason}; gave up after retrying for {}",
+                        crate::events::clock(streak.elapsed().as_secs())
+                    )
+                } else {
+                    reason
+                };
+                return Err(CliError::Unreachable {
+                    url: self.base.clone(),
+                    reason: waited,
+                });
             }
-            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
         }
     }
 
@@ -185,8 +243,12 @@ impl Api {
         size: u64,
         part_size: Option<u64>,
         checksum: bool,
+        metadata: &HashMap<String, String>,
     ) -> Result<Initiated> {
         let mut body = json!({"filename": filename, "type": content_type, "size": size});
+        if !metadata.is_empty() {
+            body["metadata"] = json!(metadata);
+        }
         if let Some(p) = part_size {
             body["partSize"] = json!(p);
         }
@@ -263,6 +325,21 @@ impl Api {
         self.send(|| self.request(Method::GET, &path)).await
     }
 
+    /// A presigned GET for a completed upload, and how to check its bytes.
+    pub async fn download(&self, id: &str) -> Result<Download> {
+        let path = format!("/s3/multipart/{}/download", enc(id));
+        self.send(|| self.request(Method::GET, &path)).await
+    }
+
+    /// The caller's quota usage and limits (`GET /quota`); `None` from servers without quotas.
+    pub async fn quota(&self) -> Result<Option<Value>> {
+        match self.send(|| self.request(Method::GET, "/quota")).await {
+            Ok(v) => Ok(Some(v)),
+            Err(CliError::NotFound(_)) | Err(CliError::Api { status: 405, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Completes the upload with these parts.
     pub async fn complete(&self, id: &str, key: &str, parts: &[Value]) -> Result<Value> {
         let path = format!("/s3/multipart/{}/complete", enc(id));
@@ -337,9 +414,31 @@ fn message_of(text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(200).collect())
 }
 
-fn error_for(status: StatusCode, text: &str) -> CliError {
+fn error_for(status: StatusCode, text: &str, has_token: bool) -> CliError {
     let message = message_of(text);
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if v.pointer("/error/code").and_then(Value::as_str) == Some("QuotaExceeded") {
+        let num = |k: &str| {
+            v.pointer(&format!("/error/{k}"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        return CliError::Quota {
+            quota: v
+                .pointer("/error/quota")
+                .and_then(Value::as_str)
+                .unwrap_or("quota")
+                .to_string(),
+            usage: num("usage"),
+            limit: num("limit"),
+            message,
+        };
+    }
     match status.as_u16() {
+        401 if !has_token => CliError::NoToken {
+            status: 401,
+            message,
+        },
         401 | 403 => CliError::Auth {
             status: status.as_u16(),
             message,

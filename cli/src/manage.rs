@@ -1,4 +1,5 @@
-//! `partwise ls`, `status` and `abort`: the caller's uploads, as a table or JSON.
+//! `partwise ls`, `status`, `abort` and `quota`: the caller's uploads (short
+//! ids, any unique prefix accepted), and what of the quota they use.
 
 use crate::api::{Api, Listed};
 use crate::error::{CliError, Result};
@@ -26,7 +27,8 @@ pub async fn ls(api: &Api, json: bool) -> Result<()> {
         println!("no uploads");
         return Ok(());
     }
-    let w = uploads.iter().map(|u| u.upload_id.len()).max().unwrap_or(2);
+    let ids: Vec<&str> = uploads.iter().map(|u| u.upload_id.as_str()).collect();
+    let w = short_len(&ids);
     println!(
         "{:<w$}  {:<10} {:>11} {:>11} {:>6}  FILE",
         "ID", "STATE", "SIZE", "HELD", "AGE"
@@ -34,7 +36,7 @@ pub async fn ls(api: &Api, json: bool) -> Result<()> {
     for u in &uploads {
         println!(
             "{:<w$}  {:<10} {:>11} {:>11} {:>6}  {}",
-            u.upload_id,
+            u.upload_id.get(..w).unwrap_or(&u.upload_id),
             u.state,
             u.size.map(human_bytes).unwrap_or_else(|| "-".into()),
             held(u),
@@ -42,7 +44,93 @@ pub async fn ls(api: &Api, json: bool) -> Result<()> {
             u.filename.as_deref().unwrap_or(&u.key)
         );
     }
+    if let Ok(Some(q)) = api.quota().await {
+        println!();
+        print_quota(&q);
+    }
     Ok(())
+}
+
+/// The shortest id length, 8 or more, at which every listed id is unique.
+fn short_len(ids: &[&str]) -> usize {
+    let longest = ids.iter().map(|i| i.len()).max().unwrap_or(2).max(2);
+    (8..longest)
+        .find(|&n| {
+            let mut seen = std::collections::HashSet::new();
+            ids.iter().all(|i| seen.insert(i.get(..n).unwrap_or(i)))
+        })
+        .unwrap_or(longest)
+}
+
+/// The full id of the caller's one upload starting with `prefix`.
+pub async fn resolve(api: &Api, prefix: &str) -> Result<String> {
+    // A whole id (S3's are long) is used as it is: no list needed.
+    if prefix.len() >= 40 && !prefix.contains('/') {
+        return Ok(prefix.to_string());
+    }
+    let Some(uploads) = api.list(None, false).await? else {
+        return Ok(prefix.to_string());
+    };
+    let matching: Vec<&Listed> = uploads
+        .iter()
+        .filter(|u| u.upload_id.starts_with(prefix) || u.key == prefix)
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.upload_id.clone()),
+        [] => Err(CliError::NotFound(format!(
+            "none of your uploads has an id starting with {prefix:?} (see partwise ls)"
+        ))),
+        many => Err(CliError::Usage(format!(
+            "{prefix:?} is the start of {} upload ids ({}); give more of it",
+            many.len(),
+            many.iter()
+                .take(4)
+                .map(|u| u.upload_id.get(..16).unwrap_or(&u.upload_id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// `partwise quota`.
+pub async fn quota(api: &Api, json: bool) -> Result<()> {
+    let Some(q) = api.quota().await? else {
+        return Err(CliError::Other(format!(
+            "the API at {} has no quota route (an older server, or no quotas)",
+            api.base()
+        )));
+    };
+    if json {
+        println!("{q}");
+    } else {
+        print_quota(&q);
+    }
+    Ok(())
+}
+
+fn print_quota(q: &Value) {
+    let Some(quotas) = q.get("quotas").and_then(Value::as_object) else {
+        return;
+    };
+    println!("QUOTA                      USED        LIMIT");
+    for (name, label, bytes) in [
+        ("liveUploads", "unfinished uploads", false),
+        ("bytesInFlight", "bytes in unfinished uploads", true),
+        ("uploadsPerMinute", "new uploads this minute", false),
+    ] {
+        let Some(v) = quotas.get(name) else { continue };
+        let num = |k: &str| v.get(k).and_then(Value::as_u64);
+        let show = |n: Option<u64>| match (n, bytes) {
+            (Some(n), true) => human_bytes(n),
+            (Some(n), false) => n.to_string(),
+            (None, _) => "-".into(),
+        };
+        println!(
+            "{label:<26} {:>10} {:>12}",
+            show(num("usage")),
+            show(num("limit"))
+        );
+    }
 }
 
 fn finished(state: &str) -> bool {
@@ -103,7 +191,8 @@ fn rfc3339_millis(s: &str) -> Option<u64> {
 
 /// Shows one upload.
 pub async fn status(api: &Api, id: &str, json: bool) -> Result<()> {
-    let s = api.status(id).await?;
+    let id = resolve(api, id).await?;
+    let s = api.status(&id).await?;
     if json {
         println!("{s}");
         return Ok(());
@@ -152,7 +241,8 @@ pub async fn status(api: &Api, id: &str, json: bool) -> Result<()> {
 
 /// Aborts one upload.
 pub async fn abort(api: &Api, id: &str, json: bool) -> Result<()> {
-    let answer = api.abort(id, None).await?;
+    let id = resolve(api, id).await?;
+    let answer = api.abort(&id, None).await?;
     if json {
         println!("{answer}");
     } else {
@@ -170,6 +260,13 @@ pub async fn abort(api: &Api, id: &str, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_stay_unique() {
+        assert_eq!(short_len(&["abcdefgh1111", "abcdefgh2222"]), 9);
+        assert_eq!(short_len(&["a1b2c3d4e5f6", "ffff0000aaaa"]), 8);
+        assert_eq!(short_len(&["abc"]), 3);
+    }
 
     #[test]
     fn rfc3339_parses() {

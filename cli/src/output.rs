@@ -1,135 +1,202 @@
-//! What the user sees: progress bars on a terminal, otherwise (or with
-//! `--json`) one JSON line per finished file; notes go to stderr.
+//! What the user sees of an upload, as one observer of the pipeline's events:
+//! on a terminal, a bar per file in flight and a total, laid out for the
+//! terminal's width so no line wraps; otherwise (or with `--json`) one JSON
+//! line per finished file. Notes go to stderr.
 
+use crate::events::{Event, Finished, Observer, Service, clock};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// One finished file, as printed.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finished {
-    pub file: String,
-    pub key: String,
-    pub size: u64,
-    pub etag: Option<String>,
-    /// `{algorithm, type, value}` when the server returned the object's checksum.
-    pub checksum: Option<serde_json::Value>,
-    pub seconds: f64,
-    pub upload_id: Option<String>,
-    pub part_size: Option<u64>,
-    pub parts_sent: u32,
-    pub parts_skipped: u32,
+/// How much to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Quiet,
+    Normal,
+    Verbose,
 }
 
 /// Bars or JSON lines.
 pub struct Output {
     json: bool,
+    level: Level,
+    width: usize,
     multi: MultiProgress,
     total: ProgressBar,
+    files: Mutex<HashMap<usize, ProgressBar>>,
+    /// The outage being retried through, if any: the total bar says so.
+    outage: Mutex<Option<(Service, Instant)>>,
+    stop: Arc<AtomicBool>,
+    sent: AtomicU64,
+    held: AtomicU64,
+    count: usize,
+    started: Instant,
 }
 
-/// A bar (hidden in JSON mode) that byte counts can go to.
-#[derive(Clone)]
-pub struct Bar {
-    file: ProgressBar,
-    total: ProgressBar,
+const CHARS: &str = "█▉▊▋▌▍▎▏ ";
+
+/// The bar layouts, by terminal width: (name width, file bar, total bar).
+fn layout(width: usize) -> (usize, String, String) {
+    let (name, rest) = if width >= 120 {
+        (
+            28,
+            "{binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:<4} {msg:<22!}",
+        )
+    } else if width >= 80 {
+        (
+            20,
+            "{binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4}",
+        )
+    } else {
+        (14, "{percent:>3}% {binary_bytes_per_sec:>12}")
+    };
+    (
+        name,
+        format!("{{prefix:<{name}}} {{wide_bar:.cyan/blue}} {rest}"),
+        format!("{{prefix:<{name}.bold}} {{wide_bar:.green/blue}} {rest}"),
+    )
 }
 
-impl Bar {
-    /// Adds (or with a negative `n`, takes back) bytes sent.
-    pub fn add(&self, n: i64) {
-        if n >= 0 {
-            self.file.inc(n as u64);
-            self.total.inc(n as u64);
-        } else {
-            self.file.dec(n.unsigned_abs());
-            self.total.dec(n.unsigned_abs());
+/// The terminal's width in columns (80 when it cannot be told).
+pub fn term_width() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills a winsize we own; stdout's descriptor is only read.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0
+            && ws.ws_col > 0
+        {
+            return ws.ws_col as usize;
         }
     }
-
-    /// Bytes S3 already holds leave the bars' lengths, so rate and ETA count
-    /// only what is sent; the message says how much was kept.
-    pub fn expect_held(&self, n: u64) {
-        self.file
-            .set_length(self.file.length().unwrap_or(0).saturating_sub(n));
-        self.total
-            .set_length(self.total.length().unwrap_or(0).saturating_sub(n));
-        self.file
-            .set_message(format!("+{} already in S3", human_bytes(n)));
-    }
-
-    /// A held part that did not match the file: it is sent after all.
-    pub fn unheld(&self, n: u64) {
-        self.file.inc_length(n);
-        self.total.inc_length(n);
-    }
-
-    pub fn set_message(&self, m: String) {
-        self.file.set_message(m);
-    }
-
-    pub fn finish(&self) {
-        self.file.finish_and_clear();
-    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(80)
 }
 
-const FILE_TEMPLATE: &str = "{prefix:<24!} {bar:28.cyan/blue} {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:<4} {msg}";
-const TOTAL_TEMPLATE: &str = "{prefix:<24!.bold} {bar:28.green/blue} {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:<4} {msg}";
+/// `name` in at most `max` characters, the middle given up for an ellipsis
+/// (the extension stays readable).
+pub fn fit(name: &str, max: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max || max < 4 {
+        return chars.into_iter().take(max.max(1)).collect();
+    }
+    let tail = (max - 1) / 2;
+    let head = max - 1 - tail;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
 
 impl Output {
     /// JSON when asked or when stdout is not a terminal.
-    pub fn new(json: bool, total_bytes: u64, files: usize) -> Output {
+    pub fn new(json: bool, level: Level, total_bytes: u64, files: usize) -> Arc<Output> {
         let json = json || !std::io::stdout().is_terminal();
-        let multi = if json {
-            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
-        } else {
+        let bars = !json && level != Level::Quiet;
+        let multi = if bars {
             MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(8))
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
         };
+        let width = term_width();
         let total = multi.add(ProgressBar::new(total_bytes));
-        if let Ok(style) = ProgressStyle::with_template(TOTAL_TEMPLATE) {
-            total.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+        let (_, _, tpl) = layout(width);
+        if let Ok(style) = ProgressStyle::with_template(&tpl) {
+            total.set_style(style.progress_chars(CHARS));
         }
         total.set_prefix(format!(
             "total ({files} file{})",
             if files == 1 { "" } else { "s" }
         ));
-        if !json {
+        if bars {
             total.enable_steady_tick(Duration::from_millis(250));
         }
-        Output { json, multi, total }
+        let out = Arc::new(Output {
+            json,
+            level,
+            width,
+            multi,
+            total,
+            files: Mutex::new(HashMap::new()),
+            outage: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(false)),
+            sent: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            count: files,
+            started: Instant::now(),
+        });
+        if bars {
+            // The outage clock moves each second even when no byte does.
+            let weak = Arc::downgrade(&out);
+            let stop = out.stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    match weak.upgrade() {
+                        Some(o) => o.show_outage(),
+                        None => break,
+                    }
+                }
+            });
+        }
+        out
     }
 
-    /// A bar for one file, shown above the total.
-    pub fn file(&self, name: &str, size: u64) -> Bar {
-        let file = self
-            .multi
-            .insert_before(&self.total, ProgressBar::new(size));
-        if let Ok(style) = ProgressStyle::with_template(FILE_TEMPLATE) {
-            file.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
-        }
-        file.set_prefix(name.to_string());
-        Bar {
-            file,
-            total: self.total.clone(),
+    fn show_outage(&self) {
+        let outage = *self.outage.lock().unwrap_or_else(|e| e.into_inner());
+        let (name, _, tpl) = layout(self.width);
+        match outage {
+            Some((service, since)) => {
+                let text = format!(
+                    "retrying ({} unreachable, {})",
+                    service.name(),
+                    clock(since.elapsed().as_secs())
+                );
+                if let Ok(style) =
+                    ProgressStyle::with_template(&format!("{{prefix:<{name}.bold}} {{wide_msg}}"))
+                {
+                    self.total.set_style(style);
+                }
+                self.total
+                    .set_message(fit(&text, self.width.saturating_sub(name + 2)));
+            }
+            None => {
+                if let Ok(style) = ProgressStyle::with_template(&tpl) {
+                    self.total.set_style(style.progress_chars(CHARS));
+                }
+                self.total.set_message("");
+            }
         }
     }
 
-    /// A line for the user on stderr, above the bars.
-    pub fn note(&self, msg: &str) {
+    fn note(&self, msg: &str) {
+        if self.level == Level::Quiet {
+            return;
+        }
         if self.json {
             eprintln!("partwise: {msg}");
         } else {
-            let _ = self.multi.suspend(|| {
-                let mut err = std::io::stderr();
-                writeln!(err, "{msg}")
+            self.multi.suspend(|| {
+                let _ = writeln!(std::io::stderr(), "{msg}");
             });
         }
     }
 
-    /// Reports a finished file.
-    pub fn finished(&self, f: &Finished) {
+    fn bar(&self, file: usize) -> Option<ProgressBar> {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&file)
+            .cloned()
+    }
+
+    fn finished(&self, f: &Finished) {
+        self.sent.fetch_add(f.bytes_sent, Ordering::Relaxed);
         if self.json {
             if let Ok(line) = serde_json::to_string(f) {
                 let mut out = std::io::stdout().lock();
@@ -138,20 +205,31 @@ impl Output {
             }
             return;
         }
+        if self.level == Level::Quiet {
+            return;
+        }
+        let held = f.size.saturating_sub(f.bytes_sent);
+        self.held.fetch_add(held, Ordering::Relaxed);
         let rate = if f.seconds > 0.0 {
-            f.size as f64 / f.seconds
+            f.bytes_sent as f64 / f.seconds
         } else {
             0.0
         };
-        let resumed = if f.parts_skipped > 0 {
+        let amount = if held > 0 {
             format!(
-                "  (resumed: {} of {} parts were already in S3)",
-                f.parts_skipped,
-                f.parts_skipped + f.parts_sent
+                "{} sent, {} already in S3,",
+                human_bytes(f.bytes_sent),
+                human_bytes(held)
             )
         } else {
-            String::new()
+            human_bytes(f.size)
         };
+        let tail = format!(
+            "  {amount} in {:.1} s, {}/s",
+            f.seconds,
+            human_bytes(rate as u64)
+        );
+        let room = self.width.saturating_sub(tail.chars().count() + 2);
         let checksum = f
             .checksum
             .as_ref()
@@ -164,27 +242,196 @@ impl Output {
             })
             .unwrap_or_default();
         // Two short lines: keys are long, and a wrapped line reads badly.
-        let line = format!(
-            "✓ {}  {} in {:.1} s, {}/s{}\n    → {}{}",
-            f.file,
-            human_bytes(f.size),
-            f.seconds,
-            human_bytes(rate as u64),
-            resumed,
-            f.key,
-            checksum,
-        );
+        let line = format!("✓ {}{tail}\n    → {}{checksum}", fit(&f.file, room), f.key);
         self.multi.suspend(|| println!("{line}"));
     }
 
-    /// Clears the bars (before the final message or an error).
-    pub fn done(&self) {
-        self.total.finish_and_clear();
-        let _ = self.multi.clear();
+    /// Ends the bars: cleared after success; after a failure or Ctrl-C the
+    /// total stays, with what was sent, so the screen says where it stopped.
+    pub fn done(&self, ok: bool) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (_, b) in self.files.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            if ok {
+                b.finish_and_clear();
+            } else {
+                b.abandon();
+            }
+        }
+        if ok {
+            self.total.finish_and_clear();
+            let _ = self.multi.clear();
+            if self.count > 1 && !self.json && self.level != Level::Quiet {
+                let sent = self.sent.load(Ordering::Relaxed);
+                let held = self.held.load(Ordering::Relaxed);
+                let secs = self.started.elapsed().as_secs_f64();
+                let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
+                let held = if held > 0 {
+                    format!(" ({} already in S3)", human_bytes(held))
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{} files: {} sent{held} in {secs:.1} s, {}/s",
+                    self.count,
+                    human_bytes(sent),
+                    human_bytes(rate as u64)
+                );
+            }
+        } else {
+            self.total.abandon();
+        }
+    }
+}
+
+impl Observer for Output {
+    fn on(&self, e: Event) {
+        match e {
+            Event::Started { file, name, size } => {
+                if self.json || self.level == Level::Quiet {
+                    return;
+                }
+                let (width, tpl, _) = layout(self.width);
+                let bar = self
+                    .multi
+                    .insert_before(&self.total, ProgressBar::new(size));
+                if let Ok(style) = ProgressStyle::with_template(&tpl) {
+                    bar.set_style(style.progress_chars(CHARS));
+                }
+                bar.set_prefix(fit(&name, width));
+                self.files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(file, bar);
+            }
+            Event::Resumed {
+                file,
+                path,
+                upload_id,
+                held_parts,
+                parts,
+                held_bytes,
+                found_in,
+            } => {
+                // Three short lines: the path and the id are long, and a note
+                // that wraps under the bars reads badly.
+                self.note(&format!(
+                    "resuming {}\n  {held_parts} of {parts} parts ({}) already in S3, each checked before it is kept\n  (upload {upload_id},\n   found in {found_in})",
+                    fit(&path, self.width.saturating_sub(10).max(12)),
+                    human_bytes(held_bytes)
+                ));
+                // Held bytes leave the bars' lengths: rate and ETA count only what is sent.
+                if let Some(b) = self.bar(file) {
+                    b.set_length(b.length().unwrap_or(0).saturating_sub(held_bytes));
+                    b.set_message(format!("+{} in S3", human_bytes(held_bytes)));
+                }
+                self.total
+                    .set_length(self.total.length().unwrap_or(0).saturating_sub(held_bytes));
+            }
+            Event::Unheld { file, bytes } => {
+                if let Some(b) = self.bar(file) {
+                    b.inc_length(bytes);
+                }
+                self.total.inc_length(bytes);
+            }
+            Event::Sent { file, bytes } => {
+                let bar = self.bar(file);
+                if bytes >= 0 {
+                    if let Some(b) = bar {
+                        b.inc(bytes as u64);
+                    }
+                    self.total.inc(bytes as u64);
+                } else {
+                    if let Some(b) = bar {
+                        b.dec(bytes.unsigned_abs());
+                    }
+                    self.total.dec(bytes.unsigned_abs());
+                }
+            }
+            Event::Completing { file } => {
+                if let Some(b) = self.bar(file) {
+                    b.set_message("completing");
+                }
+            }
+            Event::Finished { file, done } => {
+                if let Some(b) = self
+                    .files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&file)
+                {
+                    b.finish_and_clear();
+                    self.multi.remove(&b);
+                }
+                self.finished(&done);
+            }
+            Event::Retrying {
+                service,
+                since,
+                reason,
+            } => {
+                let mut o = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+                if o.is_none() || self.level == Level::Verbose {
+                    let first = o.is_none();
+                    *o = Some((service, since));
+                    drop(o);
+                    if self.level == Level::Verbose || (first && self.json) {
+                        self.note(&format!(
+                            "retrying ({} unreachable, {}): {reason}",
+                            service.name(),
+                            clock(since.elapsed().as_secs())
+                        ));
+                    }
+                    self.show_outage();
+                }
+            }
+            Event::Recovered { service } => {
+                let mut o = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+                if o.is_some_and(|(s, _)| s == service) {
+                    *o = None;
+                    drop(o);
+                    if self.level == Level::Verbose {
+                        self.note(&format!("{} answers again", service.name()));
+                    }
+                    self.show_outage();
+                }
+            }
+            Event::Note(m) => self.note(&m),
+        }
     }
 }
 
 /// `1.5 GiB`, `512 B`.
 pub fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_with_an_ellipsis() {
+        assert_eq!(fit("short.bin", 20), "short.bin");
+        let f = fit("a-very-long-file-name-indeed.mp4", 14);
+        assert_eq!(f.chars().count(), 14);
+        assert!(f.contains('…') && f.ends_with(".mp4"), "{f}");
+    }
+
+    #[test]
+    fn layouts_leave_room_for_a_bar_at_each_width() {
+        for w in [60, 80, 100, 120, 200] {
+            let (name, file, _) = layout(w);
+            // Fixed parts: the name, spaces and the fields after the bar.
+            let fixed = name
+                + 2
+                + if w >= 120 {
+                    66
+                } else if w >= 80 {
+                    39
+                } else {
+                    17
+                };
+            assert!(fixed + 10 <= w, "{w}: {fixed} {file}");
+        }
+    }
 }

@@ -8,9 +8,6 @@ use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Bytes handed to the connection at a time; progress moves in these steps.
-const CHUNK: usize = 256 * 1024;
-
 /// Why one attempt failed, sorted by what to do next.
 #[derive(Debug)]
 pub enum PutError {
@@ -33,16 +30,20 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// PUTs one part; `sent(n)` is told of bytes as they go (and `-n` to undo a failed try).
+/// PUTs one part of `len` bytes from `body` (read as the connection takes
+/// it); `sent(n)` is told of bytes as they go (and `-n` to undo a failed try).
 /// Returns the part's ETag.
-pub async fn put_part(
+pub async fn put_part<S>(
     http: &reqwest::Client,
     url: &str,
     headers: &HashMap<String, String>,
-    data: Bytes,
+    len: u64,
+    body: S,
     sent: std::sync::Arc<dyn Fn(i64) + Send + Sync>,
-) -> Result<String, PutError> {
-    let len = data.len();
+) -> Result<String, PutError>
+where
+    S: futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+{
     let mut hm = HeaderMap::new();
     for (k, v) in headers {
         if let (Ok(k), Ok(v)) = (
@@ -57,14 +58,12 @@ pub async fn put_part(
     let stream = {
         let counted = counted.clone();
         let sent = sent.clone();
-        let chunks: Vec<Bytes> = (0..len)
-            .step_by(CHUNK)
-            .map(|at| data.slice(at..(at + CHUNK).min(len)))
-            .collect();
-        futures::stream::iter(chunks).map(move |c| {
-            sent(c.len() as i64);
-            counted.fetch_add(c.len() as i64, std::sync::atomic::Ordering::Relaxed);
-            Ok::<Bytes, std::io::Error>(c)
+        body.map(move |c| {
+            if let Ok(c) = &c {
+                sent(c.len() as i64);
+                counted.fetch_add(c.len() as i64, std::sync::atomic::Ordering::Relaxed);
+            }
+            c
         })
     };
     let undo = || {

@@ -21,6 +21,8 @@ pub struct Source {
     pub name: String,
     pub size: u64,
     pub mtime_nanos: u128,
+    /// Standard input, spooled to `path`: never resumed.
+    pub stdin: bool,
     file: Arc<File>,
 }
 
@@ -61,8 +63,48 @@ impl Source {
             name,
             size: meta.len(),
             mtime_nanos: mtime_nanos(&meta),
+            stdin: false,
             file: Arc::new(file),
         })
+    }
+
+    /// The same file, uploaded under another name (a path under a folder, or stdin's `--name`).
+    pub fn named(mut self, name: String) -> Source {
+        self.name = name;
+        self
+    }
+
+    /// Standard input, copied to a file under `dir` first: its parts are read
+    /// twice (checksum, then send) and a retry reads a part again, which a
+    /// pipe cannot do. The copy is removed by [`Spooled`]'s drop.
+    pub fn spool_stdin(dir: &Path, name: &str) -> Result<(Source, Spooled)> {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::Unreadable {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let path = dir.join(format!("stdin-{}.part", std::process::id()));
+        let spooled = Spooled(path.clone());
+        let mut out = File::create(&path).map_err(|e| CliError::Unreadable {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut out).map_err(|e| {
+            CliError::Unreadable {
+                path: PathBuf::from("-"),
+                reason: e.to_string(),
+            }
+        })?;
+        let src = Source::open(&path)?.named(name.to_string());
+        Ok((Source { stdin: true, ..src }, spooled))
+    }
+
+    /// The path as the user gave it (`-` for standard input).
+    pub fn shown(&self) -> String {
+        if self.stdin {
+            "-".into()
+        } else {
+            self.path.display().to_string()
+        }
     }
 
     /// Whether the file on disk is still the version that was opened.
@@ -72,50 +114,103 @@ impl Source {
             .unwrap_or(false)
     }
 
-    /// Reads `len` bytes at `offset` off the async runtime, with the part's CRC32C.
-    pub async fn read(&self, offset: u64, len: u64) -> Result<Part> {
+    /// A fingerprint of this version of the file, stored with its upload so a
+    /// resume through the API never takes another file's upload: size, mtime,
+    /// and the CRC32C of the first and the last MiB.
+    pub async fn fingerprint(&self) -> Result<String> {
+        let head = self.size.min(CHUNK as u64);
+        let (first, _) = self.digest(0, head, false).await?;
+        let tail_at = self.size.saturating_sub(CHUNK as u64);
+        let (last, _) = self.digest(tail_at, self.size - tail_at, false).await?;
+        Ok(format!(
+            "v1:{}:{}:{first:08x}:{last:08x}",
+            self.size, self.mtime_nanos
+        ))
+    }
+
+    /// The CRC32C (and with `md5`, the MD5) of `len` bytes at `offset`, read
+    /// a chunk at a time: memory stays one chunk whatever the part size.
+    pub async fn digest(&self, offset: u64, len: u64, md5: bool) -> Result<(u32, Option<String>)> {
         let file = self.file.clone();
         let path = self.path.clone();
-        let size = self.size;
         tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, offset).map_err(|e| {
-                if e.kind() == ErrorKind::UnexpectedEof {
-                    CliError::FileChanged(path.clone())
-                } else {
-                    CliError::Unreadable {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
+            let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
+            let mut crc = 0u32;
+            let mut hasher = md5.then(Md5::new);
+            let mut at = 0u64;
+            while at < len {
+                let n = ((len - at) as usize).min(buf.len());
+                read_at(&file, &path, &mut buf[..n], offset + at)?;
+                crc = crc32c::crc32c_append(crc, &buf[..n]);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..n]);
                 }
-            })?;
-            let _ = size;
-            let crc = crc32c::crc32c(&buf);
-            Ok(Part {
-                data: Bytes::from(buf),
-                crc32c: crc,
-            })
+                at += n as u64;
+            }
+            Ok((crc, hasher.map(|h| hex::encode(h.finalize()))))
         })
         .await
         .map_err(|e| CliError::Other(format!("reading the file: {e}")))?
     }
-}
 
-/// One part's bytes and checksum.
-pub struct Part {
-    pub data: Bytes,
-    pub crc32c: u32,
-}
-
-impl Part {
-    /// The checksum as S3 writes it: base64 of the big-endian CRC.
-    pub fn crc32c_b64(&self) -> String {
-        B64.encode(self.crc32c.to_be_bytes())
+    /// `len` bytes at `offset` as a stream of chunks read from disk as the
+    /// connection takes them (never the whole part in memory).
+    pub fn stream(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let file = self.file.clone();
+        let path = self.path.clone();
+        futures::stream::try_unfold(0u64, move |at| {
+            let file = file.clone();
+            let path = path.clone();
+            async move {
+                if at >= len {
+                    return Ok(None);
+                }
+                let n = ((len - at) as usize).min(CHUNK);
+                let chunk = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; n];
+                    read_at(&file, &path, &mut buf, offset + at)
+                        .map(|_| Bytes::from(buf))
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                Ok(Some((chunk, at + n as u64)))
+            }
+        })
     }
+}
 
-    /// The ETag S3 gives a part uploaded without SSE-KMS: hex MD5 of its bytes.
-    pub fn md5_hex(&self) -> String {
-        hex::encode(Md5::digest(&self.data))
+/// Bytes read from disk at a time.
+pub const CHUNK: usize = 1024 * 1024;
+
+fn read_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == ErrorKind::UnexpectedEof {
+            CliError::FileChanged(path.to_path_buf())
+        } else {
+            CliError::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        }
+    })
+}
+
+/// A checksum as S3 writes it: base64 of the big-endian CRC32C.
+pub fn crc32c_b64(crc: u32) -> String {
+    B64.encode(crc.to_be_bytes())
+}
+
+/// A spooled copy of standard input, removed when dropped.
+pub struct Spooled(PathBuf);
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -126,60 +221,16 @@ fn mtime_nanos(meta: &std::fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// How a file is cut: every part `part_size` bytes but the last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Plan {
-    pub part_size: u64,
-    pub part_count: u32,
-}
-
-impl Plan {
-    pub fn offset(&self, n: u32) -> u64 {
-        (n as u64 - 1) * self.part_size
-    }
-
-    pub fn len(&self, size: u64, n: u32) -> u64 {
-        if n < self.part_count {
-            self.part_size
-        } else {
-            size - self.offset(n)
-        }
-    }
-
-    /// Whether this plan really cuts a `size`-byte file (a server's answer is checked, not trusted).
-    pub fn fits(&self, size: u64) -> bool {
-        self.part_size > 0
-            && self.part_count >= 1
-            && (self.part_count as u64 - 1) * self.part_size < size.max(1)
-            && self.part_size * self.part_count as u64 >= size
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn plans_cut_files() {
-        let p = Plan {
-            part_size: 10,
-            part_count: 3,
-        };
-        assert!(p.fits(25));
-        assert_eq!(p.len(25, 3), 5);
-        assert_eq!(p.offset(3), 20);
-        assert!(!p.fits(31));
-        assert!(!p.fits(20));
-    }
-
-    #[test]
     fn digests_match_s3s_spelling() {
-        let part = Part {
-            data: Bytes::from_static(b"hello"),
-            crc32c: crc32c::crc32c(b"hello"),
-        };
-        assert_eq!(part.md5_hex(), "5d41402abc4b2a76b9719d911017c592");
         // CRC32C("hello") = 0x9a71bb4c
-        assert_eq!(part.crc32c_b64(), B64.encode([0x9a, 0x71, 0xbb, 0x4c]));
+        assert_eq!(
+            crc32c_b64(crc32c::crc32c(b"hello")),
+            B64.encode([0x9a, 0x71, 0xbb, 0x4c])
+        );
     }
 }

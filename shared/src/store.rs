@@ -245,6 +245,29 @@ impl Store {
         out.item.map(|i| Upload::try_from(&i)).transpose()
     }
 
+    /// The user metadata kept on an item (empty when it has none or is gone).
+    pub async fn metadata(&self, upload_id: &str) -> Result<Metadata> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("upload_id", s(upload_id))
+            .projection_expression("metadata")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", e))?;
+        let map = out
+            .item
+            .and_then(|mut i| i.remove("metadata"))
+            .and_then(|m| m.as_m().ok().cloned())
+            .unwrap_or_default();
+        Ok(map
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_s().ok()?.clone())))
+            .collect())
+    }
+
     /// Moves an item from `from` to `to` if, and only if, it is still in `from`.
     /// Terminal states leave the live index and get their TTL; `completion` is
     /// recorded with COMPLETED.

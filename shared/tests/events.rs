@@ -64,6 +64,7 @@ const SAMPLES: &[(&str, Kind)] = &[
     ("list-uploads.json", api(LIST_UPLOADS)),
     ("sign-part-batch-checked.json", api(BATCH_CHECKED)),
     ("issue-grant.json", api(ISSUE_GRANT)),
+    ("download.json", api(DOWNLOAD)),
     ("quota.json", api("GET /quota")),
     ("sweep-scheduled.json", Kind::SweepScheduled),
     ("sweep-manual.json", Kind::SweepManual),
@@ -82,6 +83,7 @@ const fn api(route: &'static str) -> Kind {
 const LIST_UPLOADS: &str = "GET /s3/multipart";
 const BATCH_CHECKED: &str = "POST /s3/multipart/{uploadId}/batch";
 const ISSUE_GRANT: &str = "POST /grants";
+const DOWNLOAD: &str = "GET /s3/multipart/{uploadId}/download";
 
 /// CRC32C of `bytes`, base64, as the `x-amz-checksum-crc32c` header carries it.
 fn crc32c_b64(bytes: &[u8]) -> String {
@@ -1012,6 +1014,17 @@ async fn api_samples_succeed_against_the_local_stack() {
                 );
                 clean_up(ctx, Some(&who), &up).await;
             }
+            // Boxed: the test's one future is near a debug thread's stack size.
+            Operation::Download => {
+                Box::pin(download_sample(
+                    ctx,
+                    name,
+                    &raw,
+                    owner.clone().expect("owner"),
+                    expiry,
+                ))
+                .await
+            }
             Operation::Abort => {
                 let who = owner.clone().expect("owner");
                 let (up, size, plan) = start(ctx, &who).await;
@@ -1026,6 +1039,50 @@ async fn api_samples_succeed_against_the_local_stack() {
             }
         }
     }
+}
+
+/// `download.json`: 409 before the upload completes, then a URL that GETs
+/// the object byte for byte, and 404 for another owner.
+async fn download_sample(ctx: &Context, name: &str, raw: &Value, who: String, expiry: u64) {
+    let (up, size, plan) = start(ctx, &who).await;
+    let mut whole = Vec::new();
+    for n in 1..=plan.part_count {
+        let part = bytes(plan.part_len(size, n) as usize, 10 + n as u8);
+        upload_part(ctx, &who, &up, n, part.clone()).await;
+        whole.extend(part);
+    }
+    let event = retarget(name, raw, &up);
+    // Not completed yet: 409, and no URL.
+    let (status, body) = invoke(ctx, name, to_event(name, &event)).await;
+    assert_eq!(status, 409, "{name}: {body}");
+    let (status, body) = Call::new(COMPLETE)
+        .path("uploadId", &up.upload_id)
+        .query("key", &up.key)
+        .owner(&who)
+        .send(ctx)
+        .await;
+    assert_eq!(status, 200, "{name}: complete: {body}");
+    let (status, body) = invoke(ctx, name, to_event(name, &event)).await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert_eq!(body["key"], json!(up.key), "{name}");
+    assert_eq!(body["size"], json!(size), "{name}");
+    assert_eq!(body["expires"], json!(expiry), "{name}");
+    let got = http()
+        .get(body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200, "{name}: GET the signed URL");
+    assert_eq!(
+        got.bytes().await.unwrap().to_vec(),
+        whole,
+        "{name}: byte-exact"
+    );
+    // Another owner's upload is answered like a missing one.
+    let mut other = event.clone();
+    other["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("someone-else");
+    let (status, body) = invoke(ctx, name, to_event(name, &other)).await;
+    assert_eq!(status, 404, "{name}: another owner's: {body}");
 }
 
 #[tokio::test]

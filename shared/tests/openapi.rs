@@ -37,6 +37,7 @@ const COMPLETE_RS: &str = include_str!("../src/api/complete.rs");
 const ABORT_RS: &str = include_str!("../src/api/abort.rs");
 const UPLOADS_RS: &str = include_str!("../src/api/uploads.rs");
 const GRANT_RS: &str = include_str!("../src/api/grant.rs");
+const DOWNLOAD_RS: &str = include_str!("../src/api/download.rs");
 const QUOTA_RS: &str = include_str!("../src/api/quota.rs");
 
 const HTTP_METHODS: &[&str] = &[
@@ -159,6 +160,14 @@ fn handler(op: Operation) -> Handler {
             "grant",
             GRANT_RS,
             "issue",
+            Body::Json,
+        ),
+        Operation::Download => h(
+            "downloadUpload",
+            PARTWISE,
+            "download",
+            DOWNLOAD_RS,
+            "download",
             Body::Json,
         ),
         Operation::Quota => h(

@@ -1,6 +1,9 @@
 //! The harness: the API served in-process over the local stack, the real
 //! `partwise` binary run as a subprocess, and S3 read back with the SDK.
 
+// Each test binary uses part of the harness.
+#![allow(dead_code)]
+
 pub mod proxy;
 
 use partwise_local::{ServerHandle, ServerOptions, Stack, spawn};

@@ -8,7 +8,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,12 +30,17 @@ pub struct Behavior {
     pub delay_first_of: Option<(u32, Duration)>,
     /// Flip a byte in every PUT of this part.
     pub corrupt: Option<u32>,
+    /// Requests to this `host:port` (the API) get their connection closed
+    /// unanswered until this moment, as from a server that is down.
+    pub down: Option<(String, std::time::Instant)>,
 }
 
 #[derive(Default)]
 struct State {
     behavior: Mutex<Behavior>,
     puts: Mutex<Vec<PutSeen>>,
+    /// Every request: method and URL.
+    requests: Mutex<Vec<(String, String)>>,
     in_flight: AtomicI64,
 }
 
@@ -65,9 +69,15 @@ impl Proxy {
                 };
                 let p = p.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |req: Request<Incoming>| {
                         let p = p.clone();
-                        async move { Ok::<_, Infallible>(p.forward(req).await) }
+                        async move {
+                            if p.is_down(&req) {
+                                // An error from the service closes the connection unanswered.
+                                return Err("down");
+                            }
+                            Ok::<_, &'static str>(p.forward(req).await)
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -84,6 +94,26 @@ impl Proxy {
 
     pub fn set(&self, b: Behavior) {
         *self.state.behavior.lock().unwrap() = b;
+    }
+
+    /// Every request so far, `(method, url)`, in the order received.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    fn is_down(&self, req: &Request<Incoming>) -> bool {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .push((req.method().to_string(), req.uri().to_string()));
+        let b = self.state.behavior.lock().unwrap().clone();
+        match (b.down, req.uri().authority()) {
+            (Some((host, until)), Some(a)) => {
+                a.as_str() == host && std::time::Instant::now() < until
+            }
+            _ => false,
+        }
     }
 
     /// Part PUTs seen so far (each with S3's answer), in the order answered.

@@ -82,7 +82,8 @@ pub(super) fn identify(
         | Operation::ListParts
         | Operation::Status
         | Operation::Complete
-        | Operation::Abort => req
+        | Operation::Abort
+        | Operation::Download => req
             .query("key")
             .and_then(|k| owner_in_key(&ctx.config.key_prefix, &k).map(str::to_string))
             .ok_or_else(|| {

@@ -4,6 +4,7 @@
 mod abort;
 pub mod anonymous;
 mod complete;
+mod download;
 mod grant;
 mod initiate;
 mod parts;
@@ -96,6 +97,7 @@ pub async fn handle(
         Operation::ListUploads => Box::pin(uploads::list(ctx, &req)).await,
         Operation::SignBatchChecked => Box::pin(sign::batch_checked(ctx, &req)).await,
         Operation::IssueGrant => Box::pin(grant::issue(ctx, &req)).await,
+        Operation::Download => Box::pin(download::download(ctx, &req)).await,
         Operation::Quota => Box::pin(quota::usage(ctx, &req)).await,
     };
     result.unwrap_or_else(|e| response::error(&e))

@@ -39,6 +39,11 @@ pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         "plan": u.plan,
         "completion": u.completion,
     });
+    // What the client stored with the upload (the CLI's file fingerprint, say).
+    let metadata = Box::pin(ctx.store.metadata(&u.upload_id)).await?;
+    if !metadata.is_empty() {
+        body["metadata"] = json!(metadata);
+    }
     if let Some(Some(parts)) = parts {
         body["uploaded"] = json!({
             "parts": parts.len(),

@@ -54,6 +54,8 @@ pub enum Operation {
     SignBatchChecked,
     /// An upload grant: a Companion endpoint that carries the caller's identity.
     IssueGrant,
+    /// A presigned GET for a completed upload's object.
+    Download,
     /// The caller's usage of each quota.
     Quota,
 }
@@ -166,6 +168,12 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/grants", Function::Initiate, Operation::IssueGrant),
     route("GET", "/quota", Function::ListParts, Operation::Quota),
     route(
+        "GET",
+        "/s3/multipart/{uploadId}/download",
+        Function::ListParts,
+        Operation::Download,
+    ),
+    route(
         "POST",
         "/g/{grant}/s3/multipart",
         Function::Initiate,
@@ -206,6 +214,12 @@ pub const ROUTES: &[Route] = &[
         "/g/{grant}/s3/multipart",
         Function::ListParts,
         Operation::ListUploads,
+    ),
+    route(
+        "GET",
+        "/g/{grant}/s3/multipart/{uploadId}/download",
+        Function::ListParts,
+        Operation::Download,
     ),
     route(
         "GET",

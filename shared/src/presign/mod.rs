@@ -210,6 +210,41 @@ impl Presigner {
         })
     }
 
+    /// A URL to GET the object at `key` within `expiry`; with `filename`, S3
+    /// answers it as an attachment of that name (a browser saves it so).
+    pub async fn get_object(
+        &self,
+        key: &str,
+        filename: Option<&str>,
+        expiry: Duration,
+    ) -> Result<SignedUrl> {
+        let disposition = filename.map(|f| {
+            let mut encoded = String::with_capacity(f.len());
+            for b in f.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    encoded.push(b as char);
+                } else {
+                    encoded.push_str(&format!("%{b:02X}"));
+                }
+            }
+            format!("attachment; filename*=UTF-8''{encoded}")
+        });
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_response_content_disposition(disposition)
+            .presigned(Self::config(expiry)?)
+            .await
+            .map_err(|e| Error::internal(format!("presigning GetObject: {e}")))?;
+        Ok(SignedUrl {
+            url: req.uri().to_string(),
+            expires: expiry.as_secs(),
+            headers: signed_headers(&req),
+        })
+    }
+
     /// The object's URL (path segments escaped as S3 does), the same base the
     /// POST forms use: one `location` shape for every upload, on AWS and on
     /// a local stack alike (S3's own `Location` names a virtual host there).

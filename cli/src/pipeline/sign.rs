@@ -1,4 +1,4 @@
-//! Part URLs on demand, batched: workers ask for one URL each, and every ask
+//! Stage "sign": part URLs on demand, batched: senders ask for one URL each, and every ask
 //! waiting at that moment goes to the API in one batch call.
 
 use crate::api::Api;
