@@ -92,6 +92,19 @@ test('sign in, upload two files, both complete with their sizes, cancel a third,
       assert.ok(object.body.equals(f.data), `${f.name} byte-exact`)
     }
 
+    // Each completed row offers its download: the button opens the owner's
+    // presigned GET in a new tab (caught here, so headless Chromium's PDF
+    // handling does not matter), whose bytes are the file's.
+    await page.evaluate(() => { window.open = (url) => { window.__opened = url } })
+    for (const f of files) {
+      await page.evaluate(() => { window.__opened = null })
+      await page.locator('#uploads tr', { hasText: f.name }).getByRole('button', { name: `Download ${f.name}` }).click()
+      await page.waitForFunction(() => window.__opened)
+      const url = await page.evaluate(() => window.__opened)
+      const got = Buffer.from(await (await fetch(url)).arrayBuffer())
+      assert.ok(got.equals(f.data), `${f.name}: the Download button's URL serves the file byte-exact`)
+    }
+
     // A third file, cancelled midway with the Dashboard's cancel: ABORTED, nothing in S3.
     const third = { name: 'cancel-me.bin', data: randomBytes(12 * MiB) }
     await writeFile(path.join(dir, third.name), third.data)

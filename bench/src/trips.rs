@@ -71,7 +71,7 @@ impl Scenario {
             Scenario::CompleteAgain => 1,
             Scenario::Abort => 5,
             Scenario::AbortAgain => 1,
-            Scenario::PostForm => 0,
+            Scenario::PostForm => 1,
             Scenario::ListUploads => 1,
         }
     }
@@ -86,7 +86,7 @@ impl Scenario {
                 "GetItem ‖ ListParts: owner, state, plan and checksum algorithm live only on the item; for an upload that declared no size (as Uppy starts them), the parts S3 holds bound what may be signed, and S3 is asked while DynamoDB is; signing itself is local"
             }
             Scenario::ListParts | Scenario::Status => {
-                "GetItem ‖ ListParts: both need only the id and the `key` the client sends, so S3 is asked while DynamoDB is; S3's answer is dropped unless the item is the caller's and ACTIVE"
+                "GetItem ‖ ListParts: both need only the id and the `key` the client sends, so S3 is asked while DynamoDB is; S3's answer is dropped unless the item is the caller's and ACTIVE (status also reads the upload's metadata in the same wave)"
             }
             Scenario::Complete | Scenario::CompleteWithHeldParts => {
                 "GetItem ‖ ListParts → UpdateItem (claim COMPLETING) → CompleteMultipartUpload → UpdateItem (COMPLETED). ListParts stays even with the client's list (only S3 knows part sizes, which the 5 MiB, declared-size and size-limit checks and the recorded size need) but rides in the read's wave; the claim follows the checks so a refused list changes nothing, and precedes S3's complete so an abort cannot race it; then UpdateItem (the owner's quota released), which only the write that made the upload terminal may send, so it follows that write"
@@ -100,7 +100,9 @@ impl Scenario {
             Scenario::AbortAgain => {
                 "UpdateItem: the claim fails and answers the item as it was (ABORTED), so no read follows"
             }
-            Scenario::PostForm => "none: the form is signed locally, nothing is tracked",
+            Scenario::PostForm => {
+                "TransactWriteItems: the form's upload is tracked (with its owner's quota charge in the same transaction) so S3's notification can settle it; the form itself is signed locally"
+            }
             Scenario::ListUploads => {
                 "one Query of the owner index (more only when a state filter leaves the page short)"
             }

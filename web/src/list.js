@@ -42,8 +42,9 @@ function standing(u, files) {
   return { how: 'here', text: '' }
 }
 
-/** The table body's rows for `uploads`; `files` are Uppy's; `onAbort(u)` is the Abort action. */
-export function rows(uploads, files, onAbort) {
+/** The table body's rows for `uploads`; `files` are Uppy's; `onAbort(u)` is the Abort
+ * action, `onDownload(u)` a completed upload's Download. */
+export function rows(uploads, files, onAbort, onDownload) {
   return uploads.map((u) => {
     const tr = document.createElement('tr')
     tr.dataset.uploadId = u.uploadId
@@ -82,6 +83,14 @@ export function rows(uploads, files, onAbort) {
       b.className = 'small danger'
       b.setAttribute('aria-label', `Abort the upload of ${u.filename}`)
       b.onclick = () => onAbort(u)
+      action.append(b)
+    } else if (u.state === 'COMPLETED' && onDownload) {
+      const b = document.createElement('button')
+      b.type = 'button'
+      b.textContent = 'Download'
+      b.className = 'small'
+      b.setAttribute('aria-label', `Download ${u.filename}`)
+      b.onclick = () => onDownload(u)
       action.append(b)
     }
     tr.append(name, state, size, held, started, action)

@@ -439,7 +439,7 @@ async function refresh() {
   }
   say('list', '')
   showQuota()
-  const shown = rows(list.uploads, uppy.getFiles(), abort)
+  const shown = rows(list.uploads, uppy.getFiles(), abort, download)
   $('uploads').replaceChildren(...shown)
   $('empty').hidden = shown.length > 0
   showMore(list.next)
@@ -474,7 +474,7 @@ async function more() {
   if (!session || !nextCursor) return
   try {
     const list = await call(`${session.endpoint}/s3/multipart?bytes=true&limit=${PAGE}&cursor=${encodeURIComponent(nextCursor)}`)
-    $('uploads').append(...rows(list.uploads, uppy.getFiles(), abort))
+    $('uploads').append(...rows(list.uploads, uppy.getFiles(), abort, download))
     showMore(list.next)
   } catch (e) {
     say('list', e.message)
@@ -509,6 +509,21 @@ async function abort(u) {
     say(`upload:${u.uploadId}`, `“${u.filename}”: ${e.message}`)
   }
   await refresh()
+}
+
+/** A completed upload's bytes: the API signs a GET for its owner only
+ * (`/download`), which the browser follows as a download. */
+async function download(u) {
+  try {
+    const d = await call(
+      `${session.endpoint}/s3/multipart/${encodeURIComponent(u.uploadId)}/download?key=${encodeURIComponent(u.key)}`,
+    )
+    // A new tab: the `download` attribute does not hold across origins, and
+    // the page must not navigate away from uploads in flight.
+    window.open(d.url, '_blank', 'noopener')
+  } catch (e) {
+    say(`upload:${u.uploadId}`, `“${u.filename}”: ${e.message}`)
+  }
 }
 
 // --- start ----------------------------------------------------------------------

@@ -25,7 +25,14 @@ pub async fn list(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpRe
 /// The tracked item, plus what S3 holds while the upload is live: one wave
 /// with `key`, as for the part list.
 pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
-    let (u, parts) = owned_upload_and_parts(ctx, req).await?;
+    // The user metadata is read beside the item and the parts (it is dropped
+    // unless the item turns out to be the caller's), so it costs no wait.
+    let (owned, metadata) = futures::join!(
+        Box::pin(owned_upload_and_parts(ctx, req)),
+        Box::pin(ctx.store.metadata(req.path("uploadId")?))
+    );
+    let (u, parts) = owned?;
+    let metadata = metadata?;
     let mut body = json!({
         "uploadId": u.upload_id,
         "key": u.key,
@@ -40,7 +47,6 @@ pub async fn status(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2http
         "completion": u.completion,
     });
     // What the client stored with the upload (the CLI's file fingerprint, say).
-    let metadata = Box::pin(ctx.store.metadata(&u.upload_id)).await?;
     if !metadata.is_empty() {
         body["metadata"] = json!(metadata);
     }
