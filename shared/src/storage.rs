@@ -262,27 +262,8 @@ impl Storage {
                     (ChecksumAlgorithm::Crc32, out.checksum_crc32()),
                     (ChecksumAlgorithm::Sha256, out.checksum_sha256()),
                     (ChecksumAlgorithm::Crc64Nvme, out.checksum_crc64_nvme()),
-                ]
-                .into_iter()
-                .find_map(|(algorithm, v)| {
-                    let value = v.filter(|v| !v.is_empty())?.to_string();
-                    let checksum_type = out.checksum_type().map_or_else(
-                        // S3 names the type; a store that does not is read by the value's shape.
-                        || {
-                            if value.contains('-') {
-                                "COMPOSITE".to_string()
-                            } else {
-                                "FULL_OBJECT".to_string()
-                            }
-                        },
-                        |t| t.as_str().to_string(),
-                    );
-                    Some(ObjectChecksum {
-                        algorithm,
-                        checksum_type,
-                        value,
-                    })
-                });
+                ];
+                let checksum = reported_checksum(checksum, out.checksum_type());
                 Ok(Completed::Done {
                     etag: out.e_tag().unwrap_or_default().to_string(),
                     location: out.location().unwrap_or_default().to_string(),
@@ -404,26 +385,8 @@ impl Storage {
                     (ChecksumAlgorithm::Crc32, out.checksum_crc32()),
                     (ChecksumAlgorithm::Sha256, out.checksum_sha256()),
                     (ChecksumAlgorithm::Crc64Nvme, out.checksum_crc64_nvme()),
-                ]
-                .into_iter()
-                .find_map(|(algorithm, v)| {
-                    let value = v.filter(|v| !v.is_empty())?.to_string();
-                    let checksum_type = out.checksum_type().map_or_else(
-                        || {
-                            if value.contains('-') {
-                                "COMPOSITE".to_string()
-                            } else {
-                                "FULL_OBJECT".to_string()
-                            }
-                        },
-                        |t| t.as_str().to_string(),
-                    );
-                    Some(ObjectChecksum {
-                        algorithm,
-                        checksum_type,
-                        value,
-                    })
-                });
+                ];
+                let checksum = reported_checksum(checksum, out.checksum_type());
                 Ok(Some(Created {
                     etag: out.e_tag().unwrap_or_default().to_string(),
                     size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -455,4 +418,31 @@ impl Storage {
             Err(e) => Err(from_sdk("HeadObject", e)),
         }
     }
+}
+
+/// The object's checksum from S3's answer: the first of its checksum fields
+/// that holds a value. S3 names the type; a store that does not is read by
+/// the value's shape (`…-N` is a checksum of the parts' checksums).
+fn reported_checksum(
+    fields: [(ChecksumAlgorithm, Option<&str>); 4],
+    checksum_type: Option<&aws_sdk_s3::types::ChecksumType>,
+) -> Option<ObjectChecksum> {
+    fields.into_iter().find_map(|(algorithm, v)| {
+        let value = v.filter(|v| !v.is_empty())?.to_string();
+        let checksum_type = checksum_type.map_or_else(
+            || {
+                if value.contains('-') {
+                    "COMPOSITE".to_string()
+                } else {
+                    "FULL_OBJECT".to_string()
+                }
+            },
+            |t| t.as_str().to_string(),
+        );
+        Some(ObjectChecksum {
+            algorithm,
+            checksum_type,
+            value,
+        })
+    })
 }

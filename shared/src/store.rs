@@ -609,15 +609,7 @@ impl Store {
             .send()
             .await
             .map_err(|e| from_sdk("Query", e))?;
-        let uploads = out
-            .items()
-            .iter()
-            .map(Upload::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page {
-            uploads,
-            next: out.last_evaluated_key.filter(|k| !k.is_empty()),
-        })
+        page_of(out)
     }
 
     /// How many live items of one shard were initiated before `cutoff_ms`
@@ -745,16 +737,21 @@ impl Store {
             .send()
             .await
             .map_err(|e| from_sdk("Query", e))?;
-        let uploads = out
-            .items()
-            .iter()
-            .map(Upload::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page {
-            uploads,
-            next: out.last_evaluated_key.filter(|k| !k.is_empty()),
-        })
+        page_of(out)
     }
+}
+
+/// A query's answer as a page of uploads, and where the next starts.
+fn page_of(out: aws_sdk_dynamodb::operation::query::QueryOutput) -> Result<Page> {
+    let uploads = out
+        .items()
+        .iter()
+        .map(Upload::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page {
+        uploads,
+        next: out.last_evaluated_key.filter(|k| !k.is_empty()),
+    })
 }
 
 fn tracked_already() -> Error {

@@ -368,6 +368,20 @@ async fn unused_forms_and_urls_are_settled_as_expired_once_each() {
         form["uploadId"].as_str().unwrap().to_string(),
         empty["uploadId"].as_str().unwrap().to_string(),
     ];
+    // Both are charged to their owner's quota while live, and given back
+    // when they expire.
+    let live = || async {
+        partwise::quota::counters::usage(
+            w.ctx.store.client(),
+            w.ctx.store.table(),
+            &owner,
+            partwise::model::now_millis(),
+        )
+        .await
+        .unwrap()
+        .live_uploads
+    };
+    assert_eq!(live().await, 2);
     // Before their expiry (plus the grace, 0 here) the sweep leaves them be;
     // a run that ends past it (a slow machine) may settle them already.
     let early = partwise::sweep::handle(&w.ctx, json!({}), None)
@@ -388,6 +402,7 @@ async fn unused_forms_and_urls_are_settled_as_expired_once_each() {
         assert_eq!(events[1]["detail"]["reason"], "expired");
         assert_eq!(events[1]["detail"]["source"], "sweep");
     }
+    assert_eq!(live().await, 0, "the quota given back at expiry");
     // A second run finds nothing more to do.
     let again = partwise::sweep::handle(&w.ctx, json!({}), None)
         .await
