@@ -42,7 +42,11 @@ work=$(mktemp -d)
 ddb_pid=""
 cleanup() {
   local status=$?
-  [ -n "$ddb_pid" ] && kill "$ddb_pid" 2>/dev/null && wait "$ddb_pid" 2>/dev/null
+  # DynamoDB Local answers TERM with status 143: that is not this check's.
+  if [ -n "$ddb_pid" ]; then
+    kill "$ddb_pid" 2>/dev/null || true
+    wait "$ddb_pid" 2>/dev/null || true
+  fi
   if [ "$status" -ne 0 ]; then
     for f in notify.log ddb.log; do
       [ -s "$work/$f" ] && { echo "--- $f (last 20 lines) ---" >&2; tail -n 20 "$work/$f" >&2; }
