@@ -122,6 +122,9 @@ async fn run(o: Options) -> Result<(), String> {
         }
     }
     for _ in 0..o.samples {
+        // An owner a round, as many callers would be: one owner starting
+        // hundreds of uploads a minute is what the rate quota refuses.
+        let owner = format!("trips-{}", uuid::Uuid::new_v4().simple());
         for (i, scenario) in Scenario::ALL.into_iter().enumerate() {
             for (is_delayed, ctx) in [(true, &delayed), (false, &plain)] {
                 let m = measure(ctx, &owner, scenario, None).await?;
