@@ -112,7 +112,7 @@ fn print_quota(q: &Value) {
     let Some(quotas) = q.get("quotas").and_then(Value::as_object) else {
         return;
     };
-    println!("QUOTA                      USED        LIMIT");
+    println!("{:<27} {:>10} {:>12}", "QUOTA", "USED", "LIMIT");
     for (name, label, bytes) in [
         ("liveUploads", "unfinished uploads", false),
         ("bytesInFlight", "bytes in unfinished uploads", true),
@@ -126,7 +126,7 @@ fn print_quota(q: &Value) {
             (None, _) => "-".into(),
         };
         println!(
-            "{label:<26} {:>10} {:>12}",
+            "{label:<27} {:>10} {:>12}",
             show(num("usage")),
             show(num("limit"))
         );
