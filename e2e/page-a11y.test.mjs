@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { diagnose, launchBrowser, serveSite } from './lib/harness.mjs'
-import { API, DESKTOP, MiB, PHONE, WEB, checkAndShoot, openUploadPage, upload, waitRow } from './lib/page.mjs'
+import { API, checkAndShoot, DESKTOP, MiB, openUploadPage, pageSuite, PHONE, upload, waitRow, WEB } from './lib/page.mjs'
 
 if (!API || !WEB) throw new Error('set E2E_API and E2E_WEB (scripts/e2e.sh does)')
 
@@ -20,18 +20,7 @@ const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
 let site
 let browser
 let dir
-
-before(async () => {
-  site = await serveSite(WEB)
-  browser = await launchBrowser()
-  dir = await mkdtemp(path.join(tmpdir(), 'partwise-page-a11y-'))
-})
-
-after(async () => {
-  await browser?.close()
-  await site?.close()
-  await rm(dir, { recursive: true, force: true })
-})
+pageSuite('page-a11y', (s) => ({ site, browser, dir } = s))
 
 /** What has focus, as a person would name it. */
 const focused = (page) =>

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { diagnose, launchBrowser, serveSite } from './lib/harness.mjs'
-import { API, MiB, WEB, checkBothSizes, openUploadPage, signIn, upload, waitMessage, waitRow } from './lib/page.mjs'
+import { API, checkBothSizes, MiB, openUploadPage, pageSuite, signIn, upload, waitMessage, waitRow, WEB } from './lib/page.mjs'
 import { bucketOf, getObject, multipartUploadsOf } from './lib/s3.mjs'
 
 if (!API || !WEB) throw new Error('set E2E_API and E2E_WEB (scripts/e2e.sh does)')
@@ -22,18 +22,7 @@ if (!API || !WEB) throw new Error('set E2E_API and E2E_WEB (scripts/e2e.sh does)
 let site
 let browser
 let dir
-
-before(async () => {
-  site = await serveSite(WEB)
-  browser = await launchBrowser()
-  dir = await mkdtemp(path.join(tmpdir(), 'partwise-page-errors-'))
-})
-
-after(async () => {
-  await browser?.close()
-  await site?.close()
-  await rm(dir, { recursive: true, force: true })
-})
+pageSuite('page-errors', (s) => ({ site, browser, dir } = s))
 
 async function file(name, size) {
   const data = randomBytes(size)

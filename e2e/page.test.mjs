@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { diagnose, launchBrowser, serveSite } from './lib/harness.mjs'
-import { API, MiB, WEB, checkBothSizes, openUploadPage, signIn, upload, waitRow } from './lib/page.mjs'
+import { API, checkBothSizes, MiB, openUploadPage, pageSuite, signIn, upload, waitRow, WEB } from './lib/page.mjs'
 import { bucketOf, getObject, multipartUploadsOf } from './lib/s3.mjs'
 
 if (!API || !WEB) throw new Error('set E2E_API and E2E_WEB (scripts/e2e.sh does)')
@@ -18,18 +18,7 @@ if (!API || !WEB) throw new Error('set E2E_API and E2E_WEB (scripts/e2e.sh does)
 let site
 let browser
 let dir
-
-before(async () => {
-  site = await serveSite(WEB)
-  browser = await launchBrowser()
-  dir = await mkdtemp(path.join(tmpdir(), 'partwise-page-'))
-})
-
-after(async () => {
-  await browser?.close()
-  await site?.close()
-  await rm(dir, { recursive: true, force: true })
-})
+pageSuite('page', (s) => ({ site, browser, dir } = s))
 
 /** The caller's uploads, as the page's grant lists them. */
 async function listed(page) {

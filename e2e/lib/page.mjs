@@ -2,9 +2,11 @@
 // files, press Upload; plus what every page test checks and keeps (the
 // layout at the two widths, a screenshot of each state).
 import assert from 'node:assert/strict'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { after, before } from 'node:test'
+import { launchBrowser, serveSite } from './harness.mjs'
 
 export const API = process.env.E2E_API?.replace(/\/+$/, '')
 export const WEB = process.env.E2E_WEB
@@ -125,4 +127,21 @@ export async function checkBothSizes(page, name) {
     await checkAndShoot(page, name)
   }
   await page.setViewportSize(before)
+}
+
+/** One test file's page site, browser and scratch folder: opened before its
+ * tests, closed after them; `set` receives them once open. */
+export function pageSuite(name, set) {
+  const s = {}
+  before(async () => {
+    s.site = await serveSite(WEB)
+    s.browser = await launchBrowser()
+    s.dir = await mkdtemp(path.join(tmpdir(), `partwise-${name}-`))
+    set(s)
+  })
+  after(async () => {
+    await s.browser?.close()
+    await s.site?.close()
+    if (s.dir) await rm(s.dir, { recursive: true, force: true })
+  })
 }
