@@ -6,7 +6,7 @@
 use crate::counting::{self, Call, Log};
 use partwise::Context;
 use partwise_local::calls::{
-    ABORT, ApiCall, BATCH, COMPLETE, CREATE, LIST, PARAMS, SIGN, STATUS, UPLOADS,
+    ABORT, ApiCall, BATCH, COMPLETE, CREATE, LIST, PARAMS, PUTS, SIGN, STATUS, UPLOADS,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -25,11 +25,12 @@ pub enum Scenario {
     Abort,
     AbortAgain,
     PostForm,
+    StartPuts,
     ListUploads,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Create,
         Scenario::SignOne,
         Scenario::SignBatch,
@@ -41,6 +42,7 @@ impl Scenario {
         Scenario::Abort,
         Scenario::AbortAgain,
         Scenario::PostForm,
+        Scenario::StartPuts,
         Scenario::ListUploads,
     ];
 
@@ -57,6 +59,7 @@ impl Scenario {
             Scenario::Abort => "abort (`DELETE /s3/multipart/{id}`)",
             Scenario::AbortAgain => "abort, repeated (already aborted)",
             Scenario::PostForm => "POST form (`GET /s3/params`)",
+            Scenario::StartPuts => "64 small files' PUTs (`POST /s3/puts`)",
             Scenario::ListUploads => "uploads list (`GET /s3/multipart`)",
         }
     }
@@ -71,7 +74,7 @@ impl Scenario {
             Scenario::CompleteAgain => 1,
             Scenario::Abort => 5,
             Scenario::AbortAgain => 1,
-            Scenario::PostForm => 1,
+            Scenario::PostForm | Scenario::StartPuts => 1,
             Scenario::ListUploads => 1,
         }
     }
@@ -102,6 +105,9 @@ impl Scenario {
             }
             Scenario::PostForm => {
                 "TransactWriteItems: the form's upload is tracked (with its owner's quota charge in the same transaction) so S3's notification can settle it; the form itself is signed locally"
+            }
+            Scenario::StartPuts => {
+                "TransactWriteItems: every file's upload tracked, and the batch charged to its owner's quotas, in one transaction; the 64 URLs are signed locally"
             }
             Scenario::ListUploads => {
                 "one Query of the owner index (more only when a state filter leaves the page short)"
@@ -171,6 +177,11 @@ async fn prepare(ctx: &Context, owner: &str, scenario: Scenario) -> Result<ApiCa
         Scenario::PostForm => ApiCall::new(PARAMS, owner)
             .query("filename", "trip.bin")
             .query("type", "application/octet-stream"),
+        Scenario::StartPuts => ApiCall::new(PUTS, owner).json(json!({
+            "files": (0..64)
+                .map(|i| json!({"filename": format!("trip-{i}.bin"), "size": 1000}))
+                .collect::<Vec<_>>()
+        })),
         Scenario::ListUploads => ApiCall::new(UPLOADS, owner).query("limit", 10),
         Scenario::SignOne => on(SIGN, &started(ctx, owner).await?).path("partNumber", 1),
         Scenario::SignBatch => on(BATCH, &started(ctx, owner).await?).query("partNumbers", "1-3"),

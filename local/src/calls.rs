@@ -16,6 +16,8 @@ pub const STATUS: &str = "GET /s3/multipart/{uploadId}/status";
 pub const COMPLETE: &str = "POST /s3/multipart/{uploadId}/complete";
 pub const ABORT: &str = "DELETE /s3/multipart/{uploadId}";
 pub const PARAMS: &str = "GET /s3/params";
+/// `POST /s3/puts`: many small files started at once.
+pub const PUTS: &str = "POST /s3/puts";
 pub const UPLOADS: &str = "GET /s3/multipart";
 
 /// One call of a route: path and query parameters, a JSON body, the caller.

@@ -160,6 +160,19 @@ impl Error {
         }
     }
 
+    /// The same error, its message saying which input it is about (e.g.
+    /// `files[3]`), for a call that checks many inputs at once.
+    pub fn about(self, what: &str) -> Self {
+        let at = |m: String| format!("{what}: {m}");
+        match self {
+            Error::BadRequest(m) => Error::BadRequest(at(m)),
+            Error::TooLarge(m) => Error::TooLarge(at(m)),
+            Error::Unprocessable(m) => Error::Unprocessable(at(m)),
+            Error::Forbidden(m) => Error::Forbidden(at(m)),
+            other => other,
+        }
+    }
+
     pub fn bad_request(m: impl Into<String>) -> Self {
         Error::BadRequest(m.into())
     }

@@ -126,16 +126,9 @@ impl Store {
     /// set, a live upload is charged to its owner in the same transaction
     /// (its declared size, or 0), refused with the quota it would pass.
     pub async fn insert_with_metadata(&self, upload: &Upload, metadata: &Metadata) -> Result<()> {
-        let mut item = Item::from(upload);
-        if !metadata.is_empty() {
-            let map = metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect();
-            item.insert("metadata".into(), AttributeValue::M(map));
-        }
-        if !upload.status.is_terminal() {
-            item.insert("live_shard".into(), s(self.shard_of(&upload.upload_id)));
-        }
+        let item = self.new_item(upload, metadata);
         let put = if self.quotas.any() && !upload.status.is_terminal() {
-            self.insert_charged(upload, item).await
+            self.insert_together(vec![(upload, item)]).await
         } else {
             self.client
                 .put_item()
@@ -168,33 +161,91 @@ impl Store {
         }
     }
 
-    /// Writes a live item and charges its owner's quota counters, in one
-    /// transaction: either the item exists and is counted, or neither.
-    async fn insert_charged(&self, upload: &Upload, mut item: Item) -> Result<()> {
+    /// Writes the items of many new live uploads of one owner in one
+    /// transaction, charged to the owner's quotas together (with quotas set):
+    /// all are tracked and counted, or none. At most [`Store::MAX_BATCH`].
+    pub async fn insert_batch(&self, uploads: &[(Upload, Metadata)]) -> Result<()> {
+        let Some((first, _)) = uploads.first() else {
+            return Ok(());
+        };
+        if uploads.len() > Self::MAX_BATCH
+            || uploads
+                .iter()
+                .any(|(u, _)| u.owner != first.owner || u.status.is_terminal())
+        {
+            return Err(Error::internal(
+                "a batch is at most MAX_BATCH live uploads of one owner",
+            ));
+        }
+        let items = uploads
+            .iter()
+            .map(|(u, m)| (u, self.new_item(u, m)))
+            .collect();
+        self.insert_together(items).await
+    }
+
+    /// The most uploads [`Store::insert_batch`] writes at once: a transaction
+    /// holds 100 actions, and the quota counters take two.
+    pub const MAX_BATCH: usize = 98;
+
+    /// An upload's item as first written: its metadata (when there is some),
+    /// and the live index's shard while it is live.
+    fn new_item(&self, upload: &Upload, metadata: &Metadata) -> Item {
+        let mut item = Item::from(upload);
+        if !metadata.is_empty() {
+            let map = metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+            item.insert("metadata".into(), AttributeValue::M(map));
+        }
+        if !upload.status.is_terminal() {
+            item.insert("live_shard".into(), s(self.shard_of(&upload.upload_id)));
+        }
+        item
+    }
+
+    /// Writes live items of one owner and, with quotas set, charges the
+    /// owner's counters, in one transaction: either the items exist and are
+    /// counted, or none is.
+    async fn insert_together(&self, uploads: Vec<(&Upload, Item)>) -> Result<()> {
+        let Some((first, _)) = uploads.first() else {
+            return Ok(());
+        };
+        let owner = first.owner.clone();
         let charge = counters::Charge {
             table: &self.table,
-            owner: &upload.owner,
-            shard: self.shard_of(&upload.owner),
-            bytes: upload.size.unwrap_or(0),
+            owner: &owner,
+            shard: self.shard_of(&owner),
+            uploads: uploads.len() as u64,
+            bytes: uploads.iter().map(|(u, _)| u.size.unwrap_or(0)).sum(),
             quotas: &self.quotas,
             now_ms: now_millis(),
         };
-        charge.check_size(&self.client).await?;
-        item.insert(counters::CHARGED.into(), n(charge.bytes));
-        let put = aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(upload_id)")
-            .build()
-            .map_err(Error::internal)?;
-        let mut items = vec![
-            aws_sdk_dynamodb::types::TransactWriteItem::builder()
-                .put(put)
-                .build(),
-        ];
-        items.extend(charge.items()?);
+        let charged = self.quotas.any();
+        if charged {
+            charge.check_size(&self.client).await?;
+        }
+        let count = uploads.len();
+        let mut items = Vec::with_capacity(count + 2);
+        for (upload, mut item) in uploads {
+            if charged {
+                item.insert(counters::CHARGED.into(), n(upload.size.unwrap_or(0)));
+            }
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(upload_id)")
+                .build()
+                .map_err(Error::internal)?;
+            items.push(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(put)
+                    .build(),
+            );
+        }
+        if charged {
+            items.extend(charge.items()?);
+        }
         // The token makes the SDK's own retry of a transaction whose answer
-        // was lost succeed instead of finding its own item and failing.
+        // was lost succeed instead of finding its own items and failing.
         let token = uuid::Uuid::new_v4().simple().to_string();
         match self
             .client
@@ -212,14 +263,14 @@ impl Store {
                     }
                     _ => return Err(from_sdk("TransactWriteItems", e)),
                 };
-                if reasons
-                    .first()
-                    .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+                if reasons[..count.min(reasons.len())]
+                    .iter()
+                    .any(|r| r.code() == Some("ConditionalCheckFailed"))
                 {
                     return Err(tracked_already());
                 }
-                if let Some(refusal) = charge.refusal(&reasons) {
-                    tracing::info!(owner = %upload.owner, error = %refusal, "quota refused a new upload");
+                if charged && let Some(refusal) = charge.refusal(&reasons, count) {
+                    tracing::info!(owner = %owner, uploads = count, error = %refusal, "quota refused new uploads");
                     return Err(refusal);
                 }
                 // Cancelled for contention (another transaction on the same

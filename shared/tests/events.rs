@@ -66,6 +66,7 @@ const SAMPLES: &[(&str, Kind)] = &[
     ("issue-grant.json", api(ISSUE_GRANT)),
     ("download.json", api(DOWNLOAD)),
     ("quota.json", api("GET /quota")),
+    ("start-puts.json", api("POST /s3/puts")),
     ("sweep-scheduled.json", Kind::SweepScheduled),
     ("sweep-manual.json", Kind::SweepManual),
     ("notify.json", Kind::Notify),
@@ -937,6 +938,35 @@ async fn api_samples_succeed_against_the_local_stack() {
                     .unwrap();
                 assert_eq!(Some(claims.owner), owner, "{name}");
                 assert_eq!(claims.content_types, Some(vec!["image/*".to_string()]));
+            }
+            Operation::StartPuts => {
+                let (status, body) = invoke(ctx, name, sample).await;
+                assert_eq!(status, 200, "{name}: {body}");
+                let files = sample_body["files"].as_array().unwrap();
+                let ups = body["uploads"].as_array().expect("uploads");
+                assert_eq!(ups.len(), files.len(), "{name}: one PUT per file");
+                for (f, up) in files.iter().zip(ups) {
+                    let k = up["key"].as_str().unwrap();
+                    assert!(
+                        k.ends_with(&format!("/{}", f["filename"].as_str().unwrap())),
+                        "{name}: {k}"
+                    );
+                    assert_eq!(
+                        up["headers"]["x-amz-checksum-crc32c"], f["checksumCRC32C"],
+                        "{name}"
+                    );
+                    let item = ctx
+                        .store
+                        .get(up["uploadId"].as_str().unwrap())
+                        .await
+                        .unwrap()
+                        .expect("tracked");
+                    assert_eq!(
+                        (item.status, item.size),
+                        (Status::Active, f["size"].as_u64()),
+                        "{name}"
+                    );
+                }
             }
             Operation::Quota => {
                 // The owner's live uploads (the samples before left their

@@ -39,6 +39,7 @@ const UPLOADS_RS: &str = include_str!("../src/api/uploads.rs");
 const GRANT_RS: &str = include_str!("../src/api/grant.rs");
 const DOWNLOAD_RS: &str = include_str!("../src/api/download.rs");
 const QUOTA_RS: &str = include_str!("../src/api/quota.rs");
+const PUTS_RS: &str = include_str!("../src/api/puts.rs");
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -178,6 +179,7 @@ fn handler(op: Operation) -> Handler {
             "usage",
             Body::Typed,
         ),
+        Operation::StartPuts => h("startPuts", PARTWISE, "puts", PUTS_RS, "start", Body::Typed),
     }
 }
 
@@ -697,6 +699,7 @@ fn inline_properties(schema: &Value, out: &mut BTreeSet<String>) {
 const MARKERS: &[(&str, &[u16])] = &[
     ("req.owner(", &[401]),
     ("owned_upload(", &[400, 401, 404, 409]),
+    ("owned(req", &[404]),
     ("multipart_only(", &[409]),
     ("owned_upload_and_parts(", &[400, 401, 404]),
     ("checked_upload_id(", &[400]),
@@ -710,6 +713,7 @@ const MARKERS: &[(&str, &[u16])] = &[
     ("PartPlan::for_size(", &[413]),
     ("ctx.store.insert(", &[409]),
     ("insert_with_metadata(", &[403, 409, 413, 429]),
+    ("insert_batch(", &[403, 409, 413, 429]),
     ("lifecycle::abort_over_limit(", &[409, 413]),
     ("lifecycle::abort(", &[404, 409]),
     ("lifecycle::complete(", &[404, 409, 422]),
@@ -1249,6 +1253,19 @@ fn typed_responses_fit_their_schemas() {
         };
         s.assert_valid(named("PostForm"), &value(&form), "PostForm");
     }
+
+    // POST /s3/puts: api::puts::PutsAnswer.
+    let puts = partwise::api::puts::PutsAnswer {
+        uploads: vec![partwise::api::puts::StartedPut {
+            key: "uploads/alice/0193/notes.txt".into(),
+            upload_id: "put:0193c4a2e9a13c5d7e9f1b3d5f7a9c1e".into(),
+            method: "PUT",
+            url: url.into(),
+            headers: BTreeMap::from([("x-amz-checksum-crc32c".into(), "yZRlqg==".into())]),
+            expires: 3600,
+        }],
+    };
+    s.assert_valid(named("StartPutsResult"), &value(&puts), "PutsAnswer");
 
     // GET /s3/multipart/{uploadId}: Vec<storage::Part>, the documented array.
     let ops = operations(&spec);

@@ -61,7 +61,9 @@ pub(super) fn identify(
         return Ok(None);
     }
     let owner = match operation {
-        Operation::Create | Operation::PostForm | Operation::IssueGrant => fresh_owner()?,
+        Operation::Create | Operation::PostForm | Operation::StartPuts | Operation::IssueGrant => {
+            fresh_owner()?
+        }
         Operation::ListUploads => {
             return Err(Error::Unauthorized(
                 "anonymous visitors list their uploads through a grant: \

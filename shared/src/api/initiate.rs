@@ -129,17 +129,17 @@ fn checksum_algorithm(raw: Option<&str>) -> Result<Option<ChecksumAlgorithm>> {
 }
 
 /// A single-request upload about to be handed out (a POST form or a PUT URL).
-struct Single<'a> {
-    kind: UploadKind,
+pub(super) struct Single<'a> {
+    pub(super) kind: UploadKind,
     /// The key's unique id segment.
-    id: &'a str,
-    key: &'a str,
-    owner: &'a str,
-    filename: &'a str,
-    content_type: &'a str,
+    pub(super) id: &'a str,
+    pub(super) key: &'a str,
+    pub(super) owner: &'a str,
+    pub(super) filename: &'a str,
+    pub(super) content_type: &'a str,
     /// The planned size, when the client declared one.
-    size: Option<u64>,
-    metadata: &'a Metadata,
+    pub(super) size: Option<u64>,
+    pub(super) metadata: &'a Metadata,
 }
 
 /// Tracks a single-request upload as an ACTIVE item through the same insert
@@ -147,28 +147,7 @@ struct Single<'a> {
 /// or its expiry does. Called once the form or URL is signed and before it
 /// is answered: a failure here hands nothing out, so nothing goes untracked.
 async fn track(ctx: &Context, single: &Single<'_>, url_expires_ms: i64) -> Result<String> {
-    let upload_id = single
-        .kind
-        .single_id(single.id)
-        .ok_or_else(|| Error::internal("a multipart upload is not a single request"))?;
-    let now = now_millis();
-    let upload = Upload {
-        upload_id,
-        key: single.key.to_string(),
-        owner: single.owner.to_string(),
-        status: Status::Active,
-        initiated_at: now,
-        updated_at: now,
-        filename: single.filename.to_string(),
-        content_type: single.content_type.to_string(),
-        size: single.size,
-        plan: None,
-        completion: None,
-        expires_at: None,
-        checksum: None,
-        kind: single.kind,
-        url_expires_at: Some(url_expires_ms),
-    };
+    let upload = single.upload(url_expires_ms)?;
     ctx.store
         .insert_with_metadata(&upload, single.metadata)
         .await?;
@@ -176,8 +155,37 @@ async fn track(ctx: &Context, single: &Single<'_>, url_expires_ms: i64) -> Resul
     Ok(upload.upload_id)
 }
 
+impl Single<'_> {
+    /// The ACTIVE item tracking it, its URL good until `url_expires_ms`.
+    pub(super) fn upload(&self, url_expires_ms: i64) -> Result<Upload> {
+        let single = self;
+        let upload_id = single
+            .kind
+            .single_id(single.id)
+            .ok_or_else(|| Error::internal("a multipart upload is not a single request"))?;
+        let now = now_millis();
+        Ok(Upload {
+            upload_id,
+            key: single.key.to_string(),
+            owner: single.owner.to_string(),
+            status: Status::Active,
+            initiated_at: now,
+            updated_at: now,
+            filename: single.filename.to_string(),
+            content_type: single.content_type.to_string(),
+            size: single.size,
+            plan: None,
+            completion: None,
+            expires_at: None,
+            checksum: None,
+            kind: single.kind,
+            url_expires_at: Some(url_expires_ms),
+        })
+    }
+}
+
 /// When a URL signed now with the configured expiry stops working, in epoch ms.
-fn url_expiry_ms(ctx: &Context) -> i64 {
+pub(super) fn url_expiry_ms(ctx: &Context) -> i64 {
     now_millis() + ctx.config.url_expiry.as_millis() as i64
 }
 

@@ -8,6 +8,7 @@ mod download;
 mod grant;
 mod initiate;
 mod parts;
+pub mod puts;
 mod quota;
 pub mod request;
 pub mod response;
@@ -99,6 +100,7 @@ pub async fn handle(
         Operation::IssueGrant => Box::pin(grant::issue(ctx, &req)).await,
         Operation::Download => Box::pin(download::download(ctx, &req)).await,
         Operation::Quota => Box::pin(quota::usage(ctx, &req)).await,
+        Operation::StartPuts => Box::pin(puts::start(ctx, &req)).await,
     };
     result.unwrap_or_else(|e| response::error(&e))
 }

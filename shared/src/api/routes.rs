@@ -58,6 +58,8 @@ pub enum Operation {
     Download,
     /// The caller's usage of each quota.
     Quota,
+    /// Many small uploads started at once: a presigned PUT each.
+    StartPuts,
 }
 
 /// A route as API Gateway names it (`routeKey`), and the function behind it.
@@ -117,6 +119,7 @@ pub const ROUTES: &[Route] = &[
         Operation::Create,
     ),
     route("GET", "/s3/params", Function::Initiate, Operation::PostForm),
+    route("POST", "/s3/puts", Function::Initiate, Operation::StartPuts),
     route(
         "GET",
         "/s3/multipart/{uploadId}/batch",

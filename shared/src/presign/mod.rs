@@ -27,6 +27,7 @@ pub use part::{
 pub use post::{PolicyInput, sign_post_policy};
 
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
 use crate::storage::PartChecksum;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
@@ -57,6 +58,18 @@ fn signed_headers(req: &aws_sdk_s3::presigning::PresignedRequest) -> BTreeMap<St
         .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect()
+}
+
+/// A whole object to PUT in one request, as [`Presigner::put_object_with`] signs it.
+#[derive(Debug)]
+pub struct ObjectPut<'a> {
+    pub key: &'a str,
+    pub content_type: &'a str,
+    /// Exactly the body's length: S3 refuses any other.
+    pub content_length: u64,
+    /// The body's CRC32C, base64, as S3's `x-amz-checksum-crc32c` header.
+    pub crc32c: Option<&'a str>,
+    pub metadata: &'a Metadata,
 }
 
 /// Part URLs signed at one moment ([`Presigner::part_signer`]).
@@ -189,15 +202,41 @@ impl Presigner {
         content_length: u64,
         expiry: Duration,
     ) -> Result<SignedUrl> {
-        let length = i64::try_from(content_length)
-            .map_err(|_| Error::internal(format!("{content_length} bytes cannot be signed")))?;
+        self.put_object_with(
+            &ObjectPut {
+                key,
+                content_type,
+                content_length,
+                crc32c: None,
+                metadata: &Metadata::new(),
+            },
+            expiry,
+        )
+        .await
+    }
+
+    /// [`Presigner::put_object`] with the object's CRC32C (base64) and user
+    /// metadata signed in too: S3 refuses bytes whose checksum differs, and
+    /// the client must send the metadata headers exactly as answered.
+    pub async fn put_object_with(
+        &self,
+        put: &ObjectPut<'_>,
+        expiry: Duration,
+    ) -> Result<SignedUrl> {
+        let length = i64::try_from(put.content_length).map_err(|_| {
+            Error::internal(format!("{} bytes cannot be signed", put.content_length))
+        })?;
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
+            .key(put.key)
+            .content_type(put.content_type)
             .content_length(length)
+            .set_checksum_crc32_c(put.crc32c.map(str::to_string))
+            .set_metadata(
+                (!put.metadata.is_empty()).then(|| put.metadata.clone().into_iter().collect()),
+            )
             .presigned(Self::config(expiry)?)
             .await
             .map_err(|e| Error::internal(format!("presigning PutObject: {e}")))?;

@@ -57,28 +57,40 @@ fn rate_id(owner: &str, minute: i64) -> String {
     format!("rate#{owner}#{minute}")
 }
 
-/// A charge for one new upload: the counter items of the transaction that
-/// writes its item, in this order (the item's own write goes first).
+/// A charge for new uploads (one, or a batch written in one transaction):
+/// the counter items of the transaction that writes their items, after them.
 pub struct Charge<'a> {
     pub table: &'a str,
     pub owner: &'a str,
     /// The counter's index shard (the same hash as the live index's).
     pub shard: String,
+    /// How many uploads, and their declared bytes in all.
+    pub uploads: u64,
     pub bytes: u64,
     pub quotas: &'a Quotas,
     pub now_ms: i64,
 }
 
 impl Charge<'_> {
-    /// Refuses at once a charge larger than the whole bytes quota, which no
-    /// wait can make room for (its usage read for the message).
+    /// Refuses at once a charge larger than a whole quota, which no wait can
+    /// make room for (the owner's usage read for the message).
     pub async fn check_size(&self, client: &Client) -> Result<()> {
-        let max = self.quotas.bytes_in_flight;
-        if max > 0 && self.bytes > max {
-            let usage = usage(client, self.table, self.owner, self.now_ms).await?;
-            return Err(Quota::BytesInFlight.refusal(usage.bytes_in_flight, max, 0));
+        let q = self.quotas;
+        let over = |max: u64, wanted: u64| max > 0 && wanted > max;
+        if !(over(q.bytes_in_flight, self.bytes)
+            || over(q.live_uploads, self.uploads)
+            || over(q.uploads_per_minute, self.uploads))
+        {
+            return Ok(());
         }
-        Ok(())
+        let usage = usage(client, self.table, self.owner, self.now_ms).await?;
+        Err(if over(q.live_uploads, self.uploads) {
+            Quota::LiveUploads.refusal(usage.live_uploads, q.live_uploads, 0)
+        } else if over(q.uploads_per_minute, self.uploads) {
+            Quota::UploadsPerMinute.refusal(usage.uploads_this_minute, q.uploads_per_minute, 0)
+        } else {
+            Quota::BytesInFlight.refusal(usage.bytes_in_flight, q.bytes_in_flight, 0)
+        })
     }
 
     /// The transaction's counter updates, each conditioned on its limit.
@@ -89,13 +101,17 @@ impl Charge<'_> {
             (":owner".to_string(), s(self.owner)),
             (":shard".to_string(), s(&self.shard)),
             (":now".to_string(), n(self.now_ms)),
-            (":one".to_string(), n(1)),
+            (":count".to_string(), n(self.uploads)),
             (":bytes".to_string(), n(self.bytes)),
         ]
         .into();
         if q.live_uploads > 0 {
-            conditions.push("(attribute_not_exists(live) OR live < :maxlive)");
-            values.insert(":maxlive".into(), n(q.live_uploads));
+            // `check_size` refused more uploads than the whole quota.
+            conditions.push("(attribute_not_exists(live) OR live <= :maxlive)");
+            values.insert(
+                ":maxlive".into(),
+                n(q.live_uploads.saturating_sub(self.uploads)),
+            );
         }
         if q.bytes_in_flight > 0 {
             // `check_size` refused a charge above the whole quota.
@@ -109,7 +125,7 @@ impl Charge<'_> {
             .table_name(self.table)
             .key("upload_id", s(counter_id(self.owner)))
             .update_expression(
-                "SET quota_owner = :owner, quota_shard = :shard, quota_updated_at = :now ADD live :one, bytes :bytes",
+                "SET quota_owner = :owner, quota_shard = :shard, quota_updated_at = :now ADD live :count, bytes :bytes",
             )
             .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -126,10 +142,13 @@ impl Charge<'_> {
             let rate = Update::builder()
                 .table_name(self.table)
                 .key("upload_id", s(rate_id(self.owner, minute)))
-                .update_expression("SET expires_at = :exp ADD n :one")
-                .condition_expression("attribute_not_exists(n) OR n < :maxrate")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":maxrate", n(q.uploads_per_minute))
+                .update_expression("SET expires_at = :exp ADD n :count")
+                .condition_expression("attribute_not_exists(n) OR n <= :maxrate")
+                .expression_attribute_values(":count", n(self.uploads))
+                .expression_attribute_values(
+                    ":maxrate",
+                    n(q.uploads_per_minute.saturating_sub(self.uploads)),
+                )
                 // Gone a day later: nothing reads a past minute.
                 .expression_attribute_values(":exp", n((minute + 1) * 60 + 86_400))
                 .return_values_on_condition_check_failure(
@@ -143,26 +162,26 @@ impl Charge<'_> {
     }
 
     /// The refusal a cancelled transaction's reasons say, for the counter
-    /// items at `reasons[1..]` (the rate first: waiting a minute fixes it).
-    pub fn refusal(&self, reasons: &[CancellationReason]) -> Option<Error> {
+    /// items at `reasons[at..]` (the rate first: waiting a minute fixes it).
+    pub fn refusal(&self, reasons: &[CancellationReason], at: usize) -> Option<Error> {
         let failed = |i: usize| {
             reasons
-                .get(i)
+                .get(at + i)
                 .filter(|r| r.code() == Some("ConditionalCheckFailed"))
         };
         let q = self.quotas;
         if q.uploads_per_minute > 0
-            && let Some(r) = failed(2)
+            && let Some(r) = failed(1)
         {
             let used = r.item().map_or(q.uploads_per_minute, |i| num(i, "n"));
             let into_minute = self.now_ms.rem_euclid(60_000);
             let retry = ((60_000 - into_minute) as u64).div_ceil(1000) as u32;
             return Some(Quota::UploadsPerMinute.refusal(used, q.uploads_per_minute, retry));
         }
-        let r = failed(1)?;
+        let r = failed(0)?;
         let old = r.item().cloned().unwrap_or_default();
         let (live, bytes) = (num(&old, "live"), num(&old, "bytes"));
-        if q.live_uploads > 0 && live >= q.live_uploads {
+        if q.live_uploads > 0 && live + self.uploads > q.live_uploads {
             return Some(Quota::LiveUploads.refusal(live, q.live_uploads, 0));
         }
         Some(Quota::BytesInFlight.refusal(bytes, q.bytes_in_flight, 0))
