@@ -2,7 +2,7 @@
 //! HTTP failures turned into [`CliError`]s a person can act on.
 
 use crate::error::{CliError, Result};
-use crate::events::Service;
+use crate::events::{Service, Why};
 use crate::retry::{Retry, Streak};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// The most files one `POST /s3/puts` starts (the server's limit).
+pub const MAX_PUTS: usize = 64;
 
 /// `POST /s3/multipart`'s answer: the server's part plan.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +30,36 @@ pub struct Initiated {
     pub part_count: Option<u32>,
     /// Echoed only by servers that sign part checksums.
     pub checksum_algorithm: Option<String>,
+}
+
+/// One small file to start through `POST /s3/puts`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PutFile {
+    pub filename: String,
+    #[serde(rename = "type")]
+    pub content_type: String,
+    pub size: u64,
+    /// Base64 of the file's CRC32C: signed into the URL, so S3 checks the bytes.
+    #[serde(rename = "checksumCRC32C")]
+    pub crc32c: String,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub metadata: HashMap<String, String>,
+}
+
+/// One started small file: PUT it to `url` with exactly `headers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedPut {
+    pub key: String,
+    pub upload_id: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct StartedPuts {
+    uploads: Vec<StartedPut>,
 }
 
 /// `GET /s3/multipart/{id}/download`'s answer.
@@ -179,6 +212,11 @@ impl Api {
                     let retryable =
                         status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
                     if retryable {
+                        let why = if status == StatusCode::TOO_MANY_REQUESTS {
+                            Why::Busy
+                        } else {
+                            Why::Failing
+                        };
                         let after = resp
                             .headers()
                             .get(reqwest::header::RETRY_AFTER)
@@ -189,7 +227,7 @@ impl Api {
                         let err = error_for(status, &text, self.token.is_some());
                         if !self
                             .retry
-                            .wait(Service::Api, &mut streak, &err.to_string(), after)
+                            .wait(Service::Api, why, &mut streak, &err.to_string(), after)
                             .await
                         {
                             return Err(err);
@@ -216,7 +254,13 @@ impl Api {
             };
             if !self
                 .retry
-                .wait(Service::Api, &mut streak, &reason, at_least)
+                .wait(
+                    Service::Api,
+                    Why::Unreachable,
+                    &mut streak,
+                    &reason,
+                    at_least,
+                )
                 .await
             {
                 let waited = if streak.attempts() > 2 {
@@ -257,6 +301,24 @@ impl Api {
         }
         self.send(|| self.request(Method::POST, "/s3/multipart").json(&body))
             .await
+    }
+
+    /// Starts many small files in one call (at most [`MAX_PUTS`]), a
+    /// presigned PUT each, in the order given. Servers without the route
+    /// answer 404 ([`CliError::NotFound`]).
+    pub async fn start_puts(&self, files: &[PutFile]) -> Result<Vec<StartedPut>> {
+        let body = json!({ "files": files });
+        let answer: StartedPuts = self
+            .send(|| self.request(Method::POST, "/s3/puts").json(&body))
+            .await?;
+        if answer.uploads.len() != files.len() {
+            return Err(CliError::Other(format!(
+                "the API started {} uploads for {} files",
+                answer.uploads.len(),
+                files.len()
+            )));
+        }
+        Ok(answer.uploads)
     }
 
     /// A presigned POST form for a small file.

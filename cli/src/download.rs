@@ -5,7 +5,7 @@
 
 use crate::api::{Api, Download};
 use crate::error::{CliError, Result, describe};
-use crate::events::Service;
+use crate::events::{Service, Why};
 use crate::manage::resolve;
 use crate::output::{Level, human_bytes};
 use crate::retry::Streak;
@@ -90,8 +90,8 @@ pub async fn get(
         if have > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
-        let failure = match req.send().await {
-            Err(e) => describe(&e),
+        let (why, failure) = match req.send().await {
+            Err(e) => (Why::Unreachable, describe(&e)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match status {
@@ -112,7 +112,7 @@ pub async fn get(
                                     bar.set_position(have);
                                 }
                                 Err(e) => {
-                                    failed = Some(describe(&e));
+                                    failed = Some((Why::Unreachable, describe(&e)));
                                     break;
                                 }
                             }
@@ -128,9 +128,13 @@ pub async fn get(
                     403 => {
                         // The URL expired on the way: ask for a fresh one.
                         d = api.download(&id).await?;
-                        format!("HTTP {status}: a fresh URL was asked for")
+                        (
+                            Why::Failing,
+                            format!("HTTP {status}: a fresh URL was asked for"),
+                        )
                     }
-                    s if s >= 500 || s == 429 => format!("HTTP {s}"),
+                    429 => (Why::Busy, "HTTP 429".to_string()),
+                    s if s >= 500 => (Why::Failing, format!("HTTP {s}")),
                     s => {
                         return Err(CliError::Storage {
                             part: 0,
@@ -140,7 +144,10 @@ pub async fn get(
                 }
             }
         };
-        if !retry.wait(Service::S3, &mut streak, &failure, None).await {
+        if !retry
+            .wait(Service::S3, why, &mut streak, &failure, None)
+            .await
+        {
             bar.abandon();
             return Err(CliError::Storage {
                 part: 0,

@@ -21,6 +21,28 @@ impl Service {
     }
 }
 
+/// Why a request is being tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Why {
+    /// No answer: connection refused, reset or timed out.
+    Unreachable,
+    /// A 5xx answer.
+    Failing,
+    /// A 429: throttled, or a per-minute quota (waits as long as it asks).
+    Busy,
+}
+
+impl Why {
+    /// `API unreachable`, `S3 failing`, `API asks to wait`.
+    pub fn words(self, service: Service) -> String {
+        match self {
+            Why::Unreachable => format!("{} unreachable", service.name()),
+            Why::Failing => format!("{} failing", service.name()),
+            Why::Busy => format!("{} asks to wait", service.name()),
+        }
+    }
+}
+
 /// One finished file, as printed (the JSON line's fields).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +102,7 @@ pub enum Event {
     /// The service failed; retrying since `since`.
     Retrying {
         service: Service,
+        why: Why,
         since: Instant,
         reason: String,
     },
@@ -126,11 +149,12 @@ impl Observer for Plain {
             Event::Note(m) if !self.quiet => eprintln!("partwise: {m}"),
             Event::Retrying {
                 service,
+                why,
                 since,
                 reason,
             } if self.verbose => eprintln!(
-                "partwise: retrying ({} unreachable, {}): {reason}",
-                service.name(),
+                "partwise: retrying ({}, {}): {reason}",
+                why.words(service),
                 clock(since.elapsed().as_secs())
             ),
             _ => {}

@@ -3,7 +3,7 @@
 //! terminal's width so no line wraps; otherwise (or with `--json`) one JSON
 //! line per finished file. Notes go to stderr.
 
-use crate::events::{Event, Finished, Observer, Service, clock};
+use crate::events::{Event, Finished, Observer, Service, Why, clock};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -28,7 +28,7 @@ pub struct Output {
     total: ProgressBar,
     files: Mutex<HashMap<usize, ProgressBar>>,
     /// The outage being retried through, if any: the total bar says so.
-    outage: Mutex<Option<(Service, Instant)>>,
+    outage: Mutex<Option<(Service, Why, Instant)>>,
     stop: Arc<AtomicBool>,
     sent: AtomicU64,
     held: AtomicU64,
@@ -93,6 +93,22 @@ pub fn fit(name: &str, max: usize) -> String {
     out
 }
 
+/// A path in at most `max` characters: whole, else its last components
+/// after `…/`, else its file name [`fit`] (what tells files apart is at the end).
+pub fn fit_path(path: &str, max: usize) -> String {
+    if path.chars().count() <= max {
+        return path.to_string();
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for from in 1..parts.len() {
+        let tail = format!("…/{}", parts[from..].join("/"));
+        if tail.chars().count() <= max {
+            return tail;
+        }
+    }
+    fit(parts.last().copied().unwrap_or(path), max)
+}
+
 impl Output {
     /// JSON when asked or when stdout is not a terminal.
     pub fn new(json: bool, level: Level, total_bytes: u64, files: usize) -> Arc<Output> {
@@ -151,10 +167,10 @@ impl Output {
         let outage = *self.outage.lock().unwrap_or_else(|e| e.into_inner());
         let (name, _, tpl) = layout(self.width);
         match outage {
-            Some((service, since)) => {
+            Some((service, why, since)) => {
                 let text = format!(
-                    "retrying ({} unreachable, {})",
-                    service.name(),
+                    "retrying ({}, {})",
+                    why.words(service),
                     clock(since.elapsed().as_secs())
                 );
                 if let Ok(style) =
@@ -210,6 +226,16 @@ impl Output {
         }
         let held = f.size.saturating_sub(f.bytes_sent);
         self.held.fetch_add(held, Ordering::Relaxed);
+        if self.count > 1 && held == 0 && self.level != Level::Verbose {
+            // Many files: one line each, the path (its end kept: the name
+            // tells files apart) and the size. Keys and checksums: `--json`
+            // or `-v`; `partwise ls` lists them later.
+            let size = human_bytes(f.size);
+            let room = self.width.saturating_sub(size.chars().count() + 5);
+            let line = format!("✓ {}  {size}", fit_path(&f.file, room));
+            self.multi.suspend(|| println!("{line}"));
+            return;
+        }
         let rate = if f.seconds > 0.0 {
             f.bytes_sent as f64 / f.seconds
         } else {
@@ -366,18 +392,19 @@ impl Observer for Output {
             }
             Event::Retrying {
                 service,
+                why,
                 since,
                 reason,
             } => {
                 let mut o = self.outage.lock().unwrap_or_else(|e| e.into_inner());
                 if o.is_none() || self.level == Level::Verbose {
                     let first = o.is_none();
-                    *o = Some((service, since));
+                    *o = Some((service, why, since));
                     drop(o);
                     if self.level == Level::Verbose || (first && self.json) {
                         self.note(&format!(
-                            "retrying ({} unreachable, {}): {reason}",
-                            service.name(),
+                            "retrying ({}, {}): {reason}",
+                            why.words(service),
                             clock(since.elapsed().as_secs())
                         ));
                     }
@@ -386,7 +413,7 @@ impl Observer for Output {
             }
             Event::Recovered { service } => {
                 let mut o = self.outage.lock().unwrap_or_else(|e| e.into_inner());
-                if o.is_some_and(|(s, _)| s == service) {
+                if o.is_some_and(|(s, _, _)| s == service) {
                     *o = None;
                     drop(o);
                     if self.level == Level::Verbose {
@@ -408,6 +435,16 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_keep_their_end() {
+        let p = "tree/photos/IMG_0077-holiday-at-the-lake.jpg";
+        assert_eq!(fit_path(p, 80), p);
+        assert_eq!(fit_path(p, 40), "…/IMG_0077-holiday-at-the-lake.jpg");
+        let f = fit_path(p, 20);
+        assert!(f.starts_with("IMG_0") && f.ends_with(".jpg"), "{f}");
+        assert_eq!(f.chars().count(), 20);
+    }
 
     #[test]
     fn names_fit_with_an_ellipsis() {

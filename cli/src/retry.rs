@@ -2,7 +2,7 @@
 //! allows, counted from the first failure of a streak. Each wait is told to
 //! the observer, so the bar can say "retrying (API unreachable, 0:42)".
 
-use crate::events::{Event, Events, Service};
+use crate::events::{Event, Events, Service, Why};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -66,6 +66,7 @@ impl Retry {
     pub async fn wait(
         &self,
         service: Service,
+        why: Why,
         streak: &mut Streak,
         reason: &str,
         at_least: Option<Duration>,
@@ -84,6 +85,7 @@ impl Retry {
         }
         self.events.send(Event::Retrying {
             service,
+            why,
             since,
             reason: reason.to_string(),
         });

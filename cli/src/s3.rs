@@ -2,6 +2,7 @@
 //! progress) or one POST form, and what S3's answer means for the caller.
 
 use crate::error::describe;
+use crate::events::Why;
 use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderMap, HeaderName, HeaderValue};
@@ -16,7 +17,7 @@ pub enum PutError {
     /// S3 says the bytes do not match the signed checksum.
     Digest(String),
     /// Network trouble, 5xx, 429: try again after a pause.
-    Transient(String),
+    Transient(Why, String),
     /// Anything else: give up.
     Fatal(String),
 }
@@ -82,7 +83,7 @@ where
         Ok(r) => r,
         Err(e) => {
             undo();
-            return Err(PutError::Transient(describe(&e)));
+            return Err(PutError::Transient(Why::Unreachable, describe(&e)));
         }
     };
     let status = resp.status();
@@ -124,8 +125,10 @@ pub fn classify(status: u16, body: &str) -> PutError {
         PutError::Digest(detail)
     } else if status == 403 || expired(&message) {
         PutError::Forbidden(detail)
-    } else if status >= 500 || status == 429 || status == 408 || code == "RequestTimeout" {
-        PutError::Transient(detail)
+    } else if status == 429 || code == "SlowDown" {
+        PutError::Transient(Why::Busy, detail)
+    } else if status >= 500 || status == 408 || code == "RequestTimeout" {
+        PutError::Transient(Why::Failing, detail)
     } else {
         PutError::Fatal(detail)
     }
@@ -169,7 +172,7 @@ pub async fn post_form(
         .multipart(form)
         .send()
         .await
-        .map_err(|e| PutError::Transient(describe(&e)))?;
+        .map_err(|e| PutError::Transient(Why::Unreachable, describe(&e)))?;
     let status = resp.status();
     let etag = resp
         .headers()
@@ -206,9 +209,16 @@ mod tests {
         ));
         assert!(matches!(
             classify(503, &xml("SlowDown", "x")),
-            PutError::Transient(_)
+            PutError::Transient(..)
         ));
-        assert!(matches!(classify(500, ""), PutError::Transient(_)));
+        assert!(matches!(
+            classify(500, ""),
+            PutError::Transient(Why::Failing, _)
+        ));
+        assert!(matches!(
+            classify(503, "<Code>SlowDown</Code>"),
+            PutError::Transient(Why::Busy, _)
+        ));
         assert!(matches!(
             classify(400, &xml("InvalidPart", "x")),
             PutError::Fatal(_)

@@ -23,7 +23,46 @@ pub struct Source {
     pub mtime_nanos: u128,
     /// Standard input, spooled to `path`: never resumed.
     pub stdin: bool,
-    file: Arc<File>,
+    /// Opened at the first read and closed with the last clone, so a tree of
+    /// many files holds descriptors only for the files being sent.
+    file: Arc<Lazy>,
+}
+
+/// A file opened when first read.
+#[derive(Debug, Default)]
+struct Lazy(std::sync::Mutex<Option<Arc<File>>>);
+
+impl Lazy {
+    fn get(&self, path: &Path) -> Result<Arc<File>> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = held.as_ref() {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(open_file(path)?);
+        *held = Some(f.clone());
+        Ok(f)
+    }
+
+    /// The open file if it is held, else one opened for this read alone:
+    /// checksumming a batch of small files ahead of sending them holds no
+    /// descriptor for each.
+    fn get_or_borrow(&self, path: &Path) -> Result<Arc<File>> {
+        let held = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match held {
+            Some(f) => Ok(f),
+            None => Ok(Arc::new(open_file(path)?)),
+        }
+    }
+}
+
+fn open_file(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => CliError::FileMissing(path.to_path_buf()),
+        _ => CliError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    })
 }
 
 impl Source {
@@ -45,13 +84,9 @@ impl Source {
                 reason: "not a regular file (a pipe, socket or device cannot be resumed)".into(),
             });
         }
-        let file = File::open(path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => CliError::FileMissing(path.to_path_buf()),
-            _ => CliError::Unreadable {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            },
-        })?;
+        // Readable now, so nothing is sent of a run with an unreadable file;
+        // read later through its own descriptor (see `file`).
+        drop(open_file(path)?);
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let name = path
             .file_name()
@@ -64,7 +99,7 @@ impl Source {
             size: meta.len(),
             mtime_nanos: mtime_nanos(&meta),
             stdin: false,
-            file: Arc::new(file),
+            file: Arc::default(),
         })
     }
 
@@ -131,9 +166,10 @@ impl Source {
     /// The CRC32C (and with `md5`, the MD5) of `len` bytes at `offset`, read
     /// a chunk at a time: memory stays one chunk whatever the part size.
     pub async fn digest(&self, offset: u64, len: u64, md5: bool) -> Result<(u32, Option<String>)> {
-        let file = self.file.clone();
+        let lazy = self.file.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
+            let file = lazy.get_or_borrow(&path)?;
             let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
             let mut crc = 0u32;
             let mut hasher = md5.then(Md5::new);
@@ -160,10 +196,10 @@ impl Source {
         offset: u64,
         len: u64,
     ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        let file = self.file.clone();
+        let lazy = self.file.clone();
         let path = self.path.clone();
         futures::stream::try_unfold(0u64, move |at| {
-            let file = file.clone();
+            let lazy = lazy.clone();
             let path = path.clone();
             async move {
                 if at >= len {
@@ -172,6 +208,9 @@ impl Source {
                 let n = ((len - at) as usize).min(CHUNK);
                 let chunk = tokio::task::spawn_blocking(move || {
                     let mut buf = vec![0u8; n];
+                    let file = lazy
+                        .get(&path)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
                     read_at(&file, &path, &mut buf, offset + at)
                         .map(|_| Bytes::from(buf))
                         .map_err(|e| std::io::Error::other(e.to_string()))

@@ -8,7 +8,6 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 /// What a later run needs to pick the upload up again, and the file version it is of.
@@ -105,9 +104,8 @@ pub fn lock(api: &str, src: &Source) -> Result<Option<Lock>> {
     else {
         return Ok(None);
     };
-    // SAFETY: flock on a descriptor this function owns.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !locked {
+    // An advisory lock the OS drops when the process ends, however it ends.
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
         let mut pid = String::new();
         let _ = file.read_to_string(&mut pid);
         return Err(CliError::Busy {

@@ -167,7 +167,16 @@ async fn a_url_that_expires_on_the_way_is_signed_again() {
         ..Behavior::default()
     });
     let path = env.file("slow.bin", 12 * MIB);
-    let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
+    // 5 MiB parts: a multipart upload (files up to 16 MiB go as one PUT otherwise).
+    let run = env
+        .run(&[
+            "upload",
+            "--json",
+            "--part-size",
+            "5MiB",
+            path.to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(run.code, Some(0), "{run:?}");
     let part2: Vec<u16> = env
         .proxy()
@@ -198,7 +207,15 @@ async fn a_part_changed_after_signing_is_refused_and_reported() {
         ..Behavior::default()
     });
     let path = env.file("tampered.bin", 12 * MIB);
-    let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
+    let run = env
+        .run(&[
+            "upload",
+            "--json",
+            "--part-size",
+            "5MiB",
+            path.to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(run.code, Some(10), "{run:?}");
     assert!(
         run.stderr.contains("S3 refused part 2") && run.stderr.contains("checksum"),
@@ -403,4 +420,52 @@ async fn unreadable_file(env: &Env, check: &impl Fn(support::Run, i32, &[&str]))
         3,
         &["secret.bin: cannot read it", "ermission denied"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_files_url_that_expires_on_the_way_is_started_again() {
+    // URLs live 3 s; the proxy holds the file's first PUT for 5 s.
+    let env = Env::new(&[("PARTWISE_URL_EXPIRY_SECS", "3")])
+        .await
+        .with_proxy()
+        .await;
+    env.proxy().set(Behavior {
+        delay_first_of: Some((0, Duration::from_secs(5))),
+        ..Behavior::default()
+    });
+    let path = env.file("small.bin", 3 * MIB);
+    let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let seen: Vec<u16> = env.proxy().puts().iter().map(|p| p.status).collect();
+    assert!(
+        matches!(seen[..], [0 | 400 | 403, 200]),
+        "refused as expired, then sent under a fresh start: {seen:?}"
+    );
+    let line = &run.lines()[0];
+    assert!(
+        line["uploadId"].as_str().unwrap().starts_with("put:"),
+        "{line}"
+    );
+    let key = line["key"].as_str().unwrap();
+    assert_eq!(env.object(key).await, content("small.bin", 3 * MIB));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_changed_on_the_way_is_refused_and_nothing_lands() {
+    let env = Env::new(&[]).await.with_proxy().await;
+    env.proxy().set(Behavior {
+        corrupt: Some(0),
+        ..Behavior::default()
+    });
+    let path = env.file("tampered-small.bin", 2 * MIB);
+    let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, Some(10), "{run:?}");
+    assert!(run.stderr.contains("checksum"), "{run:?}");
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    let puts = env.proxy().puts();
+    assert!(
+        !puts.is_empty() && puts.iter().all(|p| p.part == 0 && p.status == 400),
+        "{puts:?}"
+    );
+    assert!(run.stdout.is_empty(), "no file reported done: {run:?}");
 }

@@ -48,10 +48,12 @@ pub enum Stamp {
     Aborting(Actor, AbortReason),
 }
 
-/// Who asks for a [`Store::claim`]: the transition is taken only on their own item.
+/// Who asks for a [`Store::claim`]: the transition is taken only on their
+/// own item (and at their key, when they name it).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
-    pub owner: &'a str,
+    /// None for a caller who knows the key alone (S3's notification).
+    pub owner: Option<&'a str>,
     /// The upload's key, when the caller named it (`?key=`).
     pub key: Option<&'a str>,
 }
@@ -358,9 +360,10 @@ impl Store {
         from: Status,
         to: Status,
         stamp: Stamp,
+        completion: Option<&Completion>,
     ) -> Result<Claim> {
         let (transition, item) = self
-            .update(upload_id, from, to, None, Some(stamp), Some(caller))
+            .update(upload_id, from, to, completion, Some(stamp), Some(caller))
             .await?;
         Ok(match (transition, item) {
             (Transition::Won, Some(item)) => Claim::Won(Box::new(Upload::try_from(&item)?)),
@@ -469,8 +472,10 @@ impl Store {
         }
         let mut condition = String::from("#status = :from");
         if let Some(c) = &caller {
-            condition.push_str(" AND #owner = :owner");
-            values.insert(":owner".into(), s(c.owner));
+            if let Some(owner) = c.owner {
+                condition.push_str(" AND #owner = :owner");
+                values.insert(":owner".into(), s(owner));
+            }
             if let Some(key) = c.key {
                 condition.push_str(" AND #key = :key");
                 values.insert(":key".into(), s(key));
@@ -490,7 +495,9 @@ impl Store {
             req = req.expression_attribute_names("#location", "location");
         }
         if let Some(c) = &caller {
-            req = req.expression_attribute_names("#owner", "owner");
+            if c.owner.is_some() {
+                req = req.expression_attribute_names("#owner", "owner");
+            }
             if c.key.is_some() {
                 req = req.expression_attribute_names("#key", "key");
             }

@@ -159,8 +159,8 @@ where
                 retry.recovered(Service::S3, &streak);
                 return Ok(v);
             }
-            Err(PutError::Transient(d)) => {
-                if !retry.wait(Service::S3, &mut streak, &d, None).await {
+            Err(PutError::Transient(why, d)) => {
+                if !retry.wait(Service::S3, why, &mut streak, &d, None).await {
                     return Err(CliError::Storage { part: 1, detail: d });
                 }
             }

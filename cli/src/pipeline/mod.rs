@@ -5,6 +5,7 @@
 //! keep the link as busy as one big one. Stages report to one observer
 //! (`events`), which draws the bars or prints the JSON lines.
 
+mod batch;
 mod complete;
 mod find;
 mod plan;
@@ -57,12 +58,6 @@ pub async fn run(
     settings: &Settings,
     events: Events,
 ) -> Result<()> {
-    // Every file's lock first: a file another run is uploading stops this one
-    // before anything is sent.
-    let mut locks = Vec::new();
-    for src in sources.iter().filter(|s| !s.stdin) {
-        locks.push(crate::state::lock(api.base(), src)?);
-    }
     let http = crate::s3::client().map_err(|e| CliError::Other(format!("HTTP client: {e}")))?;
     let shared = Arc::new(Shared {
         api: api.clone(),
@@ -73,16 +68,19 @@ pub async fn run(
         events: events.clone(),
         settings: settings.clone(),
     });
+    let (small, large): (Vec<_>, Vec<_>) = sources
+        .into_iter()
+        .enumerate()
+        .partition(|(_, src)| batch::is_small(settings.part_size, src));
     let at_once = files_at_once(settings.parallel);
-    futures::stream::iter(sources.into_iter().enumerate())
+    let large = futures::stream::iter(large)
         .map(|(i, src)| {
             let shared = shared.clone();
             async move { one(&shared, i, src).await }
         })
         .buffer_unordered(at_once)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    drop(locks);
+        .try_for_each(|_| async { Ok(()) });
+    futures::try_join!(batch::all(&shared, small), large)?;
     Ok(())
 }
 
@@ -94,6 +92,14 @@ async fn one(shared: &Shared, file: usize, src: Source) -> Result<()> {
         name: src.name.clone(),
         size: src.size,
     });
+    // A multipart upload's file is locked while it goes: a second run of
+    // the same file stops here rather than share (and spoil) its upload.
+    // Locked one at a time, so a run of many files holds few descriptors.
+    let _lock = if src.stdin {
+        None
+    } else {
+        crate::state::lock(shared.api.base(), &src)?
+    };
     let done = if src.size == 0 {
         complete::empty(shared, &src, started).await?
     } else {

@@ -180,8 +180,11 @@ async fn put(
                 }
                 url = Some(u);
             }
-            Err(PutError::Transient(detail)) => {
-                if !retry.wait(Service::S3, &mut streak, &detail, None).await {
+            Err(PutError::Transient(why, detail)) => {
+                if !retry
+                    .wait(Service::S3, why, &mut streak, &detail, None)
+                    .await
+                {
                     return Err(CliError::Storage {
                         part: job.number,
                         detail: format!(

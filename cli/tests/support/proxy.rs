@@ -1,6 +1,6 @@
 //! A loopback HTTP forward proxy between the CLI (through `HTTP_PROXY`) and
-//! the API and S3: it logs every part PUT from the outside (part number and
-//! S3's status) and can hold or corrupt chosen parts on their way.
+//! the API and S3: it logs every part or object PUT from the outside (part
+//! number and S3's status) and can hold or corrupt chosen ones on their way.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// One part PUT that reached S3 through the proxy.
+/// One PUT that reached S3 through the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutSeen {
+    /// The part number; 0 for a whole object's PUT (a small file's).
     pub part: u32,
     pub status: u16,
 }
@@ -151,7 +152,8 @@ impl Proxy {
     async fn forward_inner(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, String> {
         let (parts, body) = req.into_parts();
         let url = parts.uri.to_string();
-        let part = part_number(&parts.uri);
+        let part = part_number(&parts.uri)
+            .or_else(|| (parts.method == hyper::Method::PUT && is_object(&parts.uri)).then_some(0));
         let mut body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         let is_put = parts.method == hyper::Method::PUT && part.is_some();
         if let (true, Some(n)) = (is_put, part) {
@@ -246,6 +248,11 @@ const HOP_BY_HOP: &[&str] = &[
     "keep-alive",
     "transfer-encoding",
 ];
+
+/// A PUT of a whole object: a presigned URL with no subresource.
+fn is_object(uri: &hyper::Uri) -> bool {
+    uri.query().is_some_and(|q| q.contains("x-id=PutObject"))
+}
 
 fn part_number(uri: &hyper::Uri) -> Option<u32> {
     uri.query()?

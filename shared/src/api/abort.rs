@@ -22,7 +22,7 @@ pub async fn abort(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
     let upload_id = checked_upload_id(req)?;
     let key = req.query("key");
     let caller = Caller {
-        owner: &owner,
+        owner: Some(&owner),
         key: key.as_deref(),
     };
     let claim = ctx
@@ -33,6 +33,7 @@ pub async fn abort(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpR
             Status::Active,
             Status::Aborting,
             Stamp::Aborting(Actor::Api, AbortReason::Owner),
+            None,
         )
         .await?;
     // Won, the item is ABORTING now and the lifecycle finishes the abort

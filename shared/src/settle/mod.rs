@@ -19,7 +19,7 @@ pub use notification::{ObjectCreated, Reason, parse};
 use crate::error::Result;
 use crate::lifecycle::{self, AbortOutcome};
 use crate::model::{AbortReason, Actor, Completion, Status, Upload, UploadKind};
-use crate::store::{Stamp, Transition};
+use crate::store::{Caller, Claim, Stamp, Transition};
 use crate::{Context, keys};
 use serde::Serialize;
 
@@ -71,11 +71,60 @@ pub async fn settle_object(ctx: &Context, o: &ObjectCreated) -> Result<Outcome> 
         tracing::warn!(key = %o.key, prefix = %ctx.config.key_prefix, "object outside the prefix; nothing changed");
         return Ok(Outcome::OutsidePrefix { key: o.key.clone() });
     }
+    if let Some(outcome) = settle_blind(ctx, o).await? {
+        return Ok(outcome);
+    }
     let Some(upload) = find(ctx, o).await? else {
         tracing::warn!(key = %o.key, reason = ?o.reason, "no upload tracks this object; nothing changed");
         return Ok(Outcome::UnknownKey { key: o.key.clone() });
     };
     record_object(ctx, upload, Actor::S3).await
+}
+
+/// The usual case of a POST form's or single PUT's object, in one write and
+/// no read: its upload's id is read off the key, and it is recorded
+/// COMPLETED if it is still ACTIVE at that key (the quota release rides on
+/// the write's answer). None when it was not: then [`find`] reads the item
+/// and [`record_object`] decides from the state it is in.
+async fn settle_blind(ctx: &Context, o: &ObjectCreated) -> Result<Option<Outcome>> {
+    let kind = match o.reason {
+        Reason::Put => UploadKind::Put,
+        Reason::Post => UploadKind::Post,
+        Reason::CompleteMultipartUpload | Reason::Other => return Ok(None),
+    };
+    let Some(upload_id) =
+        keys::id_segment(&o.key, &ctx.config.key_prefix).and_then(|id| kind.single_id(id))
+    else {
+        return Ok(None);
+    };
+    let Some(object) = ctx.storage.head_with_checksum(&o.key).await? else {
+        return Ok(None);
+    };
+    let completion = Completion {
+        etag: object.etag,
+        size: object.size,
+        location: ctx.presigner.object_url(&o.key).await?,
+        checksum: object.checksum,
+    };
+    let caller = Caller {
+        owner: None,
+        key: Some(&o.key),
+    };
+    let claim = ctx
+        .store
+        .claim(
+            &upload_id,
+            caller,
+            Status::Active,
+            Status::Completed,
+            Stamp::Completed(Actor::S3),
+            Some(&completion),
+        )
+        .await?;
+    Ok(match claim {
+        Claim::Won(_) => Some(Outcome::Completed { upload_id, kind }),
+        Claim::Lost(_) => None,
+    })
 }
 
 /// The item tracking `o`'s key: a single-request upload's id is read off the
