@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CLI benchmark, side by side with `aws s3 cp` (awscli from PyPI, default
-# settings) straight to Garage, runs interleaved A B A B so a busy moment of
+# settings) to the S3 endpoint the API hands out (Garage, behind the local
+# stand-in for S3's notifications), runs interleaved A B A B so a busy moment of
 # the machine hits both tools alike:
 #   1. one file of SIZE_MIB (default 1 GiB): `partwise upload` through the
 #      local API against `aws s3 cp`;
@@ -130,7 +131,7 @@ for label, mib, a, b in [
     (f"{size_mib} MiB file", size_mib, "one-aws", "one-cli"),
     (f"200 files, {tree_mib} MiB", tree_mib, "tree-aws", "tree-cli"),
 ]:
-    for tool, name in [("aws s3 cp (straight to Garage)", a), ("partwise upload (through the API)", b)]:
+    for tool, name in [("aws s3 cp (to the S3 endpoint)", a), ("partwise upload (through the API)", b)]:
         t, m = runs(name)
         med = statistics.median(t)
         print(f"{label + ': ' + tool:44} {med:9.2f} {min(t):6.2f}-{max(t):<6.2f} {mib / med:7.1f} {max(m):7.1f} M")

@@ -95,7 +95,16 @@ fn api(g: &Global, events: Events) -> Result<api::Api> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let g = cli.global;
+    match cli.command {
+        // `upload` takes Ctrl-C itself, so its bars end by saying where it
+        // stopped; raced against another, it was dropped mid-draw.
+        Command::Upload(a) => upload(&cli.global, a).await,
+        command => interruptible(&cli.global, command).await,
+    }
+}
+
+/// Every other command, ended by Ctrl-C wherever it is.
+async fn interruptible(g: &Global, command: Command) -> Result<()> {
     let plain = || {
         Events::new(Arc::new(Plain {
             quiet: g.quiet,
@@ -103,16 +112,16 @@ async fn run(cli: Cli) -> Result<()> {
         }))
     };
     let work = async {
-        match cli.command {
-            Command::Upload(a) => upload(&g, a).await,
+        match command {
+            Command::Upload(a) => upload(g, a).await,
             Command::Get(a) => {
-                let api = api(&g, plain())?;
-                download::get(&api, &a.what, a.dest.as_deref(), g.json, level(&g)).await
+                let api = api(g, plain())?;
+                download::get(&api, &a.what, a.dest.as_deref(), g.json, level(g)).await
             }
-            Command::Ls => manage::ls(&api(&g, plain())?, g.json).await,
-            Command::Status { id } => manage::status(&api(&g, plain())?, &id, g.json).await,
-            Command::Abort { id } => manage::abort(&api(&g, plain())?, &id, g.json).await,
-            Command::Quota => manage::quota(&api(&g, plain())?, g.json).await,
+            Command::Ls => manage::ls(&api(g, plain())?, g.json).await,
+            Command::Status { id } => manage::status(&api(g, plain())?, &id, g.json).await,
+            Command::Abort { id } => manage::abort(&api(g, plain())?, &id, g.json).await,
+            Command::Quota => manage::quota(&api(g, plain())?, g.json).await,
             Command::Completions { shell } => {
                 // Into a buffer first: clap_complete panics on a closed pipe (`| head`).
                 let mut script = Vec::new();

@@ -29,6 +29,12 @@ pub struct Output {
     files: Mutex<HashMap<usize, ProgressBar>>,
     /// The outage being retried through, if any: the total bar says so.
     outage: Mutex<Option<(Service, Why, Instant)>>,
+    /// Held by whatever draws (an event, the outage clock) and by `done`:
+    /// events still arriving from a stopped run's connections cannot draw
+    /// between `done`'s clearing and its last lines.
+    draw: Mutex<()>,
+    /// While bars are drawn on a terminal (see [`QuietInterrupt`]).
+    quiet_interrupt: Mutex<Option<QuietInterrupt>>,
     stop: Arc<AtomicBool>,
     sent: AtomicU64,
     held: AtomicU64,
@@ -39,26 +45,35 @@ pub struct Output {
 const CHARS: &str = "█▉▊▋▌▍▎▏ ";
 
 /// The bar layouts, by terminal width: (name width, file bar, total bar).
+/// Lines stop two columns short of the width: a full line would wrap when
+/// the terminal echoes `^C` after it, and the bars would be redrawn a line
+/// lower, the old ones left behind.
 fn layout(width: usize) -> (usize, String, String) {
-    let (name, rest) = if width >= 120 {
+    let (name, rest, rest_len) = if width >= 120 {
         (
             28,
             "{binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:<4} {msg:<22!}",
+            66,
         )
     } else if width >= 80 {
         (
             20,
             "{binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4}",
+            39,
         )
     } else {
-        (14, "{percent:>3}% {binary_bytes_per_sec:>12}")
+        (14, "{percent:>3}% {binary_bytes_per_sec:>12}", 17)
     };
+    let bar = width.saturating_sub(name + 2 + rest_len + ECHO_ROOM).max(5);
     (
         name,
-        format!("{{prefix:<{name}}} {{wide_bar:.cyan/blue}} {rest}"),
-        format!("{{prefix:<{name}.bold}} {{wide_bar:.green/blue}} {rest}"),
+        format!("{{prefix:<{name}}} {{bar:{bar}.cyan/blue}} {rest}"),
+        format!("{{prefix:<{name}.bold}} {{bar:{bar}.green/blue}} {rest}"),
     )
 }
+
+/// Columns left free at the end of a bar line (for the terminal's `^C`).
+const ECHO_ROOM: usize = 2;
 
 /// The terminal's width in columns (80 when it cannot be told).
 pub fn term_width() -> usize {
@@ -76,6 +91,46 @@ pub fn term_width() -> usize {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(80)
+}
+
+/// While bars are drawn, Ctrl-C neither echoes `^C` nor flushes the
+/// terminal's output queue (ECHOCTL off, NOFLSH on), restored when dropped:
+/// the echo lands after the bars, and the next draw (and the last clear)
+/// then start a line too low, leaving an old bar on the screen; a flush
+/// would drop half of a redraw on its way, with the same effect.
+struct QuietInterrupt(Option<libc::termios>);
+
+impl QuietInterrupt {
+    fn new() -> QuietInterrupt {
+        // SAFETY: tcgetattr/tcsetattr on standard input with a termios we own;
+        // a descriptor that is not a terminal fails and nothing changes.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::isatty(libc::STDIN_FILENO) != 1
+                || libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0
+            {
+                return QuietInterrupt(None);
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHOCTL;
+            t.c_lflag |= libc::NOFLSH;
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
+                return QuietInterrupt(None);
+            }
+            QuietInterrupt(Some(saved))
+        }
+    }
+}
+
+impl Drop for QuietInterrupt {
+    fn drop(&mut self) {
+        if let Some(saved) = self.0.take() {
+            // SAFETY: restores the settings read in `new` on the same descriptor.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
+            }
+        }
+    }
 }
 
 /// `name` in at most `max` characters, the middle given up for an ellipsis
@@ -140,6 +195,8 @@ impl Output {
             total,
             files: Mutex::new(HashMap::new()),
             outage: Mutex::new(None),
+            draw: Mutex::new(()),
+            quiet_interrupt: Mutex::new(bars.then(QuietInterrupt::new)),
             stop: Arc::new(AtomicBool::new(false)),
             sent: AtomicU64::new(0),
             held: AtomicU64::new(0),
@@ -154,7 +211,10 @@ impl Output {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(500));
                     match weak.upgrade() {
-                        Some(o) => o.show_outage(),
+                        Some(o) => {
+                            let _draw = o.draw.lock().unwrap_or_else(|e| e.into_inner());
+                            o.show_outage();
+                        }
                         None => break,
                     }
                 }
@@ -164,6 +224,10 @@ impl Output {
     }
 
     fn show_outage(&self) {
+        // Called with `draw` held; after `done`, nothing is drawn.
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
         let outage = *self.outage.lock().unwrap_or_else(|e| e.into_inner());
         let (name, _, tpl) = layout(self.width);
         match outage {
@@ -174,12 +238,12 @@ impl Output {
                     clock(since.elapsed().as_secs())
                 );
                 if let Ok(style) =
-                    ProgressStyle::with_template(&format!("{{prefix:<{name}.bold}} {{wide_msg}}"))
+                    ProgressStyle::with_template(&format!("{{prefix:<{name}.bold}} {{msg}}"))
                 {
                     self.total.set_style(style);
                 }
                 self.total
-                    .set_message(fit(&text, self.width.saturating_sub(name + 2)));
+                    .set_message(fit(&text, self.width.saturating_sub(name + 1 + ECHO_ROOM)));
             }
             None => {
                 if let Ok(style) = ProgressStyle::with_template(&tpl) {
@@ -226,8 +290,8 @@ impl Output {
         }
         let held = f.size.saturating_sub(f.bytes_sent);
         self.held.fetch_add(held, Ordering::Relaxed);
-        if self.count > 1 && held == 0 && self.level != Level::Verbose {
-            // Many files: one line each, the path (its end kept: the name
+        if self.count > 4 && held == 0 && self.level != Level::Verbose {
+            // More than a few files: one line each, the path (its end kept: the name
             // tells files apart) and the size. Keys and checksums: `--json`
             // or `-v`; `partwise ls` lists them later.
             let size = human_bytes(f.size);
@@ -267,50 +331,107 @@ impl Output {
                 ))
             })
             .unwrap_or_default();
-        // Two short lines: keys are long, and a wrapped line reads badly.
-        let line = format!("✓ {}{tail}\n    → {}{checksum}", fit(&f.file, room), f.key);
+        // Short lines: keys are long, and a wrapped line reads badly. The key
+        // stays whole (it is to be copied); the checksum goes on a line of
+        // its own when the two do not fit together.
+        let key_line = format!("    → {}{checksum}", f.key);
+        let key_line = if key_line.chars().count() + ECHO_ROOM > self.width && !checksum.is_empty()
+        {
+            format!("    → {}\n     {checksum}", f.key)
+        } else {
+            key_line
+        };
+        let line = format!("✓ {}{tail}\n{key_line}", fit(&f.file, room));
         self.multi.suspend(|| println!("{line}"));
     }
 
     /// Ends the bars: cleared after success; after a failure or Ctrl-C the
     /// total stays, with what was sent, so the screen says where it stopped.
     pub fn done(&self, ok: bool) {
+        let _draw = self.draw.lock().unwrap_or_else(|e| e.into_inner());
         self.stop.store(true, Ordering::Relaxed);
-        for (_, b) in self.files.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            if ok {
-                b.finish_and_clear();
-            } else {
-                b.abandon();
+        drop(
+            self.quiet_interrupt
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        // Where each unfinished file stopped. The bars are cleared and this
+        // printed plainly: bars left behind (abandoned) were drawn twice, or
+        // lost, when the run stopped between two draws.
+        let mut stopped = Vec::new();
+        let mut bars: Vec<(usize, ProgressBar)> = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        bars.sort_by_key(|(file, _)| *file);
+        for (_, b) in bars {
+            if !ok {
+                stopped.push((b.prefix(), b.position(), b.length().unwrap_or(0)));
             }
+            b.finish_and_clear();
         }
-        if ok {
+        if !ok {
+            let (sent, of) = (self.total.position(), self.total.length().unwrap_or(0));
+            self.total.disable_steady_tick();
             self.total.finish_and_clear();
-            let _ = self.multi.clear();
-            if self.count > 1 && !self.json && self.level != Level::Quiet {
-                let sent = self.sent.load(Ordering::Relaxed);
-                let held = self.held.load(Ordering::Relaxed);
-                let secs = self.started.elapsed().as_secs_f64();
-                let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
-                let held = if held > 0 {
-                    format!(" ({} already in S3)", human_bytes(held))
-                } else {
-                    String::new()
-                };
-                println!(
-                    "{} files: {} sent{held} in {secs:.1} s, {}/s",
-                    self.count,
+            if !self.json && self.level != Level::Quiet {
+                let mut lines: Vec<String> = stopped
+                    .into_iter()
+                    .map(|(name, at, of)| {
+                        format!("{name}  stopped at {}/{}", human_bytes(at), human_bytes(of))
+                    })
+                    .collect();
+                lines.push(format!(
+                    "{}  {}/{} sent",
+                    self.total.prefix(),
                     human_bytes(sent),
-                    human_bytes(rate as u64)
-                );
+                    human_bytes(of)
+                ));
+                // Printed as indicatif prints above its bars, so its own
+                // bookkeeping of the lines it drew stays right.
+                self.multi.suspend(|| println!("{}", lines.join("\n")));
             }
-        } else {
-            self.total.abandon();
+            let _ = self.multi.clear();
+            // Nothing reaches the terminal after this: a draw still on its
+            // way (a tick, a last chunk reported) would move up over it.
+            self.multi.set_draw_target(ProgressDrawTarget::hidden());
+            return;
+        }
+        self.total.disable_steady_tick();
+        self.total.finish_and_clear();
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        if self.count > 1 && !self.json && self.level != Level::Quiet {
+            let sent = self.sent.load(Ordering::Relaxed);
+            let held = self.held.load(Ordering::Relaxed);
+            let secs = self.started.elapsed().as_secs_f64();
+            let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
+            let held = if held > 0 {
+                format!(" ({} already in S3)", human_bytes(held))
+            } else {
+                String::new()
+            };
+            println!(
+                "{} files: {} sent{held} in {secs:.1} s, {}/s",
+                self.count,
+                human_bytes(sent),
+                human_bytes(rate as u64)
+            );
         }
     }
 }
 
 impl Observer for Output {
     fn on(&self, e: Event) {
+        // After `done`, nothing is drawn: a stopped run's connections can
+        // still report a chunk or two, which would draw cleared bars again.
+        let _draw = self.draw.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
         match e {
             Event::Started { file, name, size } => {
                 if self.json || self.level == Level::Quiet {
@@ -457,7 +578,7 @@ mod tests {
     #[test]
     fn layouts_leave_room_for_a_bar_at_each_width() {
         for w in [60, 80, 100, 120, 200] {
-            let (name, file, _) = layout(w);
+            let (name, file, total) = layout(w);
             // Fixed parts: the name, spaces and the fields after the bar.
             let fixed = name
                 + 2
@@ -468,7 +589,19 @@ mod tests {
                 } else {
                     17
                 };
-            assert!(fixed + 10 <= w, "{w}: {fixed} {file}");
+            let bar: usize = file
+                .split("{bar:")
+                .nth(1)
+                .and_then(|b| b.split('.').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{w}: no sized bar in {file}"));
+            assert!(bar >= 10, "{w}: a bar of {bar} in {file}");
+            assert_eq!(
+                fixed + bar + ECHO_ROOM,
+                w,
+                "{w}: the line ends two columns short"
+            );
+            assert!(total.contains(&format!("{{bar:{bar}.")), "{total}");
         }
     }
 }

@@ -21,9 +21,16 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// it DynamoDB Local keeps one database per access key and region, and a tool
 /// with other credentials would see an empty stack); `-disableTelemetry`
 /// because there is nowhere to send it.
+///
+/// The JVM compiles with C1 only and collects with the serial collector: a
+/// local stack lives seconds to minutes on a machine of few cores, where
+/// C2's compiling and a parallel collector's threads cost more CPU than they
+/// give back (200 tracked uploads: DynamoDB Local's CPU 3.3 s cold and 1.3 s
+/// warm with the defaults, 1.4 s and 0.6 s so; `docs/performance.md`).
 pub(super) fn spawn(install_dir: &Path, port: u16, dir: &Path) -> std::io::Result<Daemon> {
     let mut cmd = Command::new("java");
     cmd.current_dir(install_dir)
+        .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"])
         .arg("-Djava.library.path=DynamoDBLocal_lib")
         .args([
             "-jar",
