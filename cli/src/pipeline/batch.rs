@@ -6,11 +6,11 @@
 
 use super::Shared;
 use super::find::content_type;
+use super::put_retry::{self, Next, Span, Tries};
 use crate::api::{MAX_PUTS, PutFile, StartedPut};
 use crate::error::{CliError, Result};
 use crate::events::{Event, Finished, Service};
-use crate::retry::Streak;
-use crate::s3::{self, PutError};
+use crate::s3;
 use crate::source::{Source, crc32c_b64};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
@@ -20,10 +20,6 @@ use std::time::Instant;
 /// Files up to this size go as one PUT: the server's default part size, so
 /// they would be one part anyway (and well within its single-request limit).
 pub const SMALL: u64 = 16 * 1024 * 1024;
-
-/// Fresh URLs after 403s, and tries after a digest refusal, before giving up.
-const RESIGN_TRIES: u32 = 4;
-const DIGEST_TRIES: u32 = 2;
 
 /// Whether `src` goes through this stage: a file on disk of at most
 /// [`SMALL`] bytes, or of one part when `--part-size` is smaller.
@@ -180,12 +176,16 @@ async fn put_object(
     mut put: StartedPut,
     crc: &str,
 ) -> Result<(StartedPut, String)> {
-    let (mut resigned, mut digest) = (0u32, 0u32);
-    let mut streak = Streak::new();
+    let span = Span {
+        part: 1,
+        offset: 0,
+        len: src.size,
+        crc,
+    };
+    let mut tries = Tries::default();
     let events = shared.events.clone();
     let sent: Arc<dyn Fn(i64) + Send + Sync> =
         Arc::new(move |bytes| events.send(Event::Sent { file, bytes }));
-    let retry = shared.api.retry();
     loop {
         let body = src.stream(0, src.size);
         let failed = match s3::put_part(
@@ -199,54 +199,18 @@ async fn put_object(
         .await
         {
             Ok(etag) => {
-                retry.recovered(Service::S3, &streak);
+                shared.api.retry().recovered(Service::S3, &tries.streak);
                 return Ok((put, etag));
             }
             Err(e) => e,
         };
-        match failed {
-            PutError::Forbidden(detail) => {
-                resigned += 1;
-                if resigned >= RESIGN_TRIES {
-                    return Err(CliError::Storage {
-                        part: 1,
-                        detail: format!("{detail} (still refused after {resigned} fresh URLs)"),
-                    });
-                }
-                let again = shared.api.start_puts(&[put_file(shared, src, crc)]).await?;
-                put = again.into_iter().next().ok_or_else(|| {
-                    CliError::Other("the API started no upload for the file".into())
-                })?;
-            }
-            PutError::Digest(detail) => {
-                digest += 1;
-                let (now, _) = src.digest(0, src.size, false).await?;
-                if crc32c_b64(now) != crc {
-                    return Err(CliError::FileChanged(src.path.clone()));
-                }
-                if digest >= DIGEST_TRIES {
-                    return Err(CliError::Integrity {
-                        path: src.path.clone(),
-                        part: 1,
-                        detail,
-                    });
-                }
-            }
-            PutError::Transient(why, detail) => {
-                if !retry
-                    .wait(Service::S3, why, &mut streak, &detail, None)
-                    .await
-                {
-                    return Err(CliError::Storage {
-                        part: 1,
-                        detail: format!(
-                            "{detail} (retried for {})",
-                            crate::events::clock(streak.elapsed().as_secs())
-                        ),
-                    });
-                }
-            }
-            PutError::Fatal(detail) => return Err(CliError::Storage { part: 1, detail }),
+        if let Next::FreshUrl = put_retry::after(shared, src, &span, &mut tries, failed).await? {
+            // The file is started again: a URL cannot be signed anew for an upload that may be settled.
+            let again = shared.api.start_puts(&[put_file(shared, src, crc)]).await?;
+            put = again
+                .into_iter()
+                .next()
+                .ok_or_else(|| CliError::Other("the API started no upload for the file".into()))?;
         }
     }
 }

@@ -9,6 +9,7 @@ mod batch;
 mod complete;
 mod find;
 mod plan;
+mod put_retry;
 mod send;
 mod sign;
 
@@ -104,7 +105,7 @@ async fn one(shared: &Shared, file: usize, src: Source) -> Result<()> {
         complete::empty(shared, &src, started).await?
     } else {
         let target = find::find_or_start(shared, file, &src).await?;
-        let parts = plan::parts(&target, &src);
+        let parts = plan::parts(&target.plan, &target.held, &src);
         let signer = sign::Signer::start(
             shared.api.clone(),
             target.upload_id.clone(),

@@ -1,10 +1,10 @@
 //! Stage "plan": how the file is cut, and what each part needs: checking
 //! against the copy S3 holds (a resume), or sending.
 
-use super::find::Target;
 use crate::api::HeldPart;
 use crate::args::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::source::Source;
+use std::collections::HashMap;
 
 /// How a file is cut: every part `part_size` bytes but the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +56,14 @@ pub struct PartJob {
     pub held: Option<HeldPart>,
 }
 
-/// Every part of the file, in order.
-pub fn parts(target: &Target, src: &Source) -> Vec<PartJob> {
-    (1..=target.plan.part_count)
+/// Every part of the file, in order, with what S3 holds of each (`held`).
+pub fn parts(plan: &Plan, held: &HashMap<u32, HeldPart>, src: &Source) -> Vec<PartJob> {
+    (1..=plan.part_count)
         .map(|n| PartJob {
             number: n,
-            offset: target.plan.offset(n),
-            len: target.plan.len(src.size, n),
-            held: target.held.get(&n).cloned(),
+            offset: plan.offset(n),
+            len: plan.len(src.size, n),
+            held: held.get(&n).cloned(),
         })
         .collect()
 }

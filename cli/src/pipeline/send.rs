@@ -5,19 +5,15 @@
 use super::Shared;
 use super::find::Target;
 use super::plan::PartJob;
+use super::put_retry::{self, Next, Span, Tries};
 use super::sign::{Signer, Url};
 use crate::api::HeldPart;
 use crate::error::{CliError, Result};
 use crate::events::{Event, Service};
-use crate::retry::Streak;
-use crate::s3::{self, PutError};
+use crate::s3;
 use crate::source::{Source, crc32c_b64};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
-
-/// Fresh URLs after 403s, and tries after a digest refusal, before giving up.
-const RESIGN_TRIES: u32 = 4;
-const DIGEST_TRIES: u32 = 2;
 
 /// One part's outcome.
 #[derive(Debug, Clone)]
@@ -126,22 +122,26 @@ async fn put(
     first: Url,
 ) -> Result<String> {
     let checksum = target.checksum.as_ref().map(|_| crc.to_string());
-    let (mut resigned, mut digest) = (0u32, 0u32);
-    let mut streak = Streak::new();
+    let span = Span {
+        part: job.number,
+        offset: job.offset,
+        len: job.len,
+        crc,
+    };
+    let mut tries = Tries::default();
     // A URL that waited long for a stream is signed again rather than risked.
     let mut url: Option<Url> = first.fresh().then_some(first);
     let events = shared.events.clone();
     let sent: Arc<dyn Fn(i64) + Send + Sync> = Arc::new(move |bytes| {
         events.send(Event::Sent { file, bytes });
     });
-    let retry = shared.api.retry();
     loop {
         let u = match url.take() {
             Some(u) => u,
             None => signer.url(job.number, checksum.clone()).await?,
         };
         let body = src.stream(job.offset, job.len);
-        match s3::put_part(
+        let failed = match s3::put_part(
             &shared.http,
             &u.url,
             &u.headers,
@@ -152,57 +152,15 @@ async fn put(
         .await
         {
             Ok(etag) => {
-                retry.recovered(Service::S3, &streak);
+                shared.api.retry().recovered(Service::S3, &tries.streak);
                 return Ok(etag);
             }
-            Err(PutError::Forbidden(detail)) => {
-                // Most often the URL expired on the way (a slow link, an outage): sign again.
-                resigned += 1;
-                if resigned >= RESIGN_TRIES {
-                    return Err(CliError::Storage {
-                        part: job.number,
-                        detail: format!("{detail} (still refused after {resigned} fresh URLs)"),
-                    });
-                }
-            }
-            Err(PutError::Digest(detail)) => {
-                digest += 1;
-                let (now, _) = src.digest(job.offset, job.len, false).await?;
-                if crc32c_b64(now) != crc {
-                    return Err(CliError::FileChanged(src.path.clone()));
-                }
-                if digest >= DIGEST_TRIES {
-                    return Err(CliError::Integrity {
-                        path: src.path.clone(),
-                        part: job.number,
-                        detail,
-                    });
-                }
-                url = Some(u);
-            }
-            Err(PutError::Transient(why, detail)) => {
-                if !retry
-                    .wait(Service::S3, why, &mut streak, &detail, None)
-                    .await
-                {
-                    return Err(CliError::Storage {
-                        part: job.number,
-                        detail: format!(
-                            "{detail} (retried for {})",
-                            crate::events::clock(streak.elapsed().as_secs())
-                        ),
-                    });
-                }
-                if u.fresh() {
-                    url = Some(u);
-                }
-            }
-            Err(PutError::Fatal(detail)) => {
-                return Err(CliError::Storage {
-                    part: job.number,
-                    detail,
-                });
-            }
+            Err(e) => e,
+        };
+        match put_retry::after(shared, src, &span, &mut tries, failed).await? {
+            // Kept only while it is still comfortably valid.
+            Next::Again if u.fresh() => url = Some(u),
+            Next::Again | Next::FreshUrl => {}
         }
     }
 }
