@@ -173,14 +173,24 @@ pub async fn sign(ctx: &Context, owner: &str, up: &Started, n: u32) -> String {
     body["url"].as_str().unwrap().to_string()
 }
 
-/// PUTs bytes to a presigned URL over HTTP; returns (status, ETag).
+/// PUTs bytes to a presigned URL over HTTP; returns (status, ETag). A 503
+/// (S3's SlowDown; Garage's too, while its block writes catch up after a
+/// heavy test) is tried again a few times, as S3 asks of every client.
 pub async fn put(url: &str, bytes: Vec<u8>) -> (u16, Option<String>) {
-    let resp = http().put(url).body(bytes).send().await.unwrap();
-    let etag = resp
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().to_string());
-    (resp.status().as_u16(), etag)
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        let resp = http().put(url).body(bytes.clone()).send().await.unwrap();
+        if resp.status().as_u16() == 503 && attempt < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            continue;
+        }
+        let etag = resp
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        return (resp.status().as_u16(), etag);
+    }
 }
 
 /// One client per process, without a connection pool: every `#[tokio::test]`
