@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{self, AbortOutcome};
 use crate::model::{AbortReason, Actor, Status, Upload, UploadKind, now_millis};
 use crate::storage::{Aborted, ListedUpload};
-use crate::store::{Stamp, Transition};
+use crate::store::{Page, Stamp, Transition};
 use futures::{Stream, StreamExt, future, stream};
 use std::future::Future;
 use std::sync::Mutex;
@@ -233,41 +233,37 @@ where
     }
 }
 
-/// Live items of every shard initiated before the cutoff, page by page.
-/// A few shards are read at once, so the workers never wait on one shard's
-/// next page; memory stays bounded by `SHARDS_IN_FLIGHT` pages.
-fn live_uploads<'a>(
+/// The pages of one query of the live index, every shard, a few shards at
+/// once, so the workers never wait on one shard's next page; memory stays
+/// bounded by `SHARDS_IN_FLIGHT` pages. A shard whose query fails (after
+/// backing off) is recorded in `faults` (`what`: which query) and left.
+fn every_shard<'a, F, Fut>(
     ctx: &'a Context,
-    req: &'a SweepRequest,
     faults: &'a Faults,
-) -> impl Stream<Item = Upload> + 'a {
-    // Filtered even at the service prefix: a table shared with other prefixes
-    // (tests, staging) must never see its uploads swept by this one.
-    let prefix = Some(req.prefix.as_str()).filter(|p| !p.is_empty());
+    what: &'static str,
+    page: F,
+) -> impl Stream<Item = Upload> + 'a
+where
+    F: Fn(u32, Option<Start>) -> Fut + Copy + Send + Sync + 'a,
+    Fut: Future<Output = Result<Page>> + Send + 'a,
+{
     stream::iter(0..ctx.store.shards())
         .map(move |shard| {
             stream::unfold(Some(None), move |state| async move {
                 let start = state?;
-                let page = with_backoff(|| {
-                    ctx.store
-                        .live_page(shard, req.cutoff_ms, prefix, start.clone(), PAGE_SIZE)
-                })
-                .await;
-                match page {
+                match with_backoff(|| page(shard, start.clone())).await {
                     Ok(page) => {
                         tracing::debug!(
                             shard,
+                            query = what,
                             items = page.uploads.len(),
                             more = page.next.is_some(),
-                            "live-uploads page"
+                            "live index page"
                         );
                         Some((stream::iter(page.uploads), page.next.map(Some)))
                     }
                     Err(e) => {
-                        faults.record(
-                            &format!("querying shard {shard} of the live-uploads index"),
-                            &e,
-                        );
+                        faults.record(&format!("querying shard {shard} {what}"), &e);
                         None
                     }
                 }
@@ -276,6 +272,29 @@ fn live_uploads<'a>(
             .boxed()
         })
         .flatten_unordered(SHARDS_IN_FLIGHT)
+}
+
+/// Where a query page starts: DynamoDB's LastEvaluatedKey of the one before.
+type Start = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Live items of every shard initiated before the cutoff, page by page.
+fn live_uploads<'a>(
+    ctx: &'a Context,
+    req: &'a SweepRequest,
+    faults: &'a Faults,
+) -> impl Stream<Item = Upload> + 'a {
+    // Filtered even at the service prefix: a table shared with other prefixes
+    // (tests, staging) must never see its uploads swept by this one.
+    let prefix = Some(req.prefix.as_str()).filter(|p| !p.is_empty());
+    every_shard(
+        ctx,
+        faults,
+        "of the live-uploads index",
+        move |shard, start| {
+            ctx.store
+                .live_page(shard, req.cutoff_ms, prefix, start, PAGE_SIZE)
+        },
+    )
 }
 
 async fn tracked(
@@ -311,30 +330,15 @@ fn expired_uploads<'a>(
     faults: &'a Faults,
 ) -> impl Stream<Item = Upload> + 'a {
     let prefix = Some(req.prefix.as_str()).filter(|p| !p.is_empty());
-    stream::iter(0..ctx.store.shards())
-        .map(move |shard| {
-            stream::unfold(Some(None), move |state| async move {
-                let start = state?;
-                let page = with_backoff(|| {
-                    ctx.store
-                        .expired_page(shard, before_ms, prefix, start.clone(), PAGE_SIZE)
-                })
-                .await;
-                match page {
-                    Ok(page) => Some((stream::iter(page.uploads), page.next.map(Some))),
-                    Err(e) => {
-                        faults.record(
-                            &format!("querying shard {shard} for expired forms and URLs"),
-                            &e,
-                        );
-                        None
-                    }
-                }
-            })
-            .flatten()
-            .boxed()
-        })
-        .flatten_unordered(SHARDS_IN_FLIGHT)
+    every_shard(
+        ctx,
+        faults,
+        "for expired forms and URLs",
+        move |shard, start| {
+            ctx.store
+                .expired_page(shard, before_ms, prefix, start, PAGE_SIZE)
+        },
+    )
 }
 
 /// Settles the POST forms and PUT URLs that expired more than the grace ago.
