@@ -345,8 +345,8 @@ impl Output {
         self.multi.suspend(|| println!("{line}"));
     }
 
-    /// Ends the bars: cleared after success; after a failure or Ctrl-C the
-    /// total stays, with what was sent, so the screen says where it stopped.
+    /// Ends the bars: cleared, then after success the run's total, after a
+    /// failure or Ctrl-C where each unfinished file stopped and what was sent.
     pub fn done(&self, ok: bool) {
         let _draw = self.draw.lock().unwrap_or_else(|e| e.into_inner());
         self.stop.store(true, Ordering::Relaxed);
@@ -356,10 +356,9 @@ impl Output {
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
         );
-        // Where each unfinished file stopped. The bars are cleared and this
-        // printed plainly: bars left behind (abandoned) were drawn twice, or
-        // lost, when the run stopped between two draws.
-        let mut stopped = Vec::new();
+        // Where each unfinished file stopped, read before the bars go: they
+        // are cleared, and that said plainly (bars left behind were drawn
+        // twice, or lost, when the run stopped between two draws).
         let mut bars: Vec<(usize, ProgressBar)> = self
             .files
             .lock()
@@ -367,44 +366,39 @@ impl Output {
             .drain()
             .collect();
         bars.sort_by_key(|(file, _)| *file);
-        for (_, b) in bars {
-            if !ok {
-                stopped.push((b.prefix(), b.position(), b.length().unwrap_or(0)));
-            }
-            b.finish_and_clear();
-        }
-        if !ok {
-            let (sent, of) = (self.total.position(), self.total.length().unwrap_or(0));
-            self.total.disable_steady_tick();
-            self.total.finish_and_clear();
-            if !self.json && self.level != Level::Quiet {
-                let mut lines: Vec<String> = stopped
-                    .into_iter()
-                    .map(|(name, at, of)| {
-                        format!("{name}  stopped at {}/{}", human_bytes(at), human_bytes(of))
-                    })
-                    .collect();
-                lines.push(format!(
-                    "{}  {}/{} sent",
-                    self.total.prefix(),
-                    human_bytes(sent),
+        let mut lines: Vec<String> = bars
+            .iter()
+            .map(|(_, b)| {
+                let of = b.length().unwrap_or(0);
+                format!(
+                    "{}  stopped at {}/{}",
+                    b.prefix(),
+                    human_bytes(b.position()),
                     human_bytes(of)
-                ));
-                // Printed as indicatif prints above its bars, so its own
-                // bookkeeping of the lines it drew stays right.
-                self.multi.suspend(|| println!("{}", lines.join("\n")));
-            }
-            let _ = self.multi.clear();
-            // Nothing reaches the terminal after this: a draw still on its
-            // way (a tick, a last chunk reported) would move up over it.
-            self.multi.set_draw_target(ProgressDrawTarget::hidden());
-            return;
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "{}  {}/{} sent",
+            self.total.prefix(),
+            human_bytes(self.total.position()),
+            human_bytes(self.total.length().unwrap_or(0))
+        ));
+        for (_, b) in bars {
+            b.finish_and_clear();
         }
         self.total.disable_steady_tick();
         self.total.finish_and_clear();
         let _ = self.multi.clear();
+        // Nothing reaches the terminal after this: a draw still on its way
+        // (a tick, a last chunk reported) would move up over what follows.
         self.multi.set_draw_target(ProgressDrawTarget::hidden());
-        if self.count > 1 && !self.json && self.level != Level::Quiet {
+        if self.json || self.level == Level::Quiet {
+            return;
+        }
+        if !ok {
+            println!("{}", lines.join("\n"));
+        } else if self.count > 1 {
             let sent = self.sent.load(Ordering::Relaxed);
             let held = self.held.load(Ordering::Relaxed);
             let secs = self.started.elapsed().as_secs_f64();
