@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most files one `POST /s3/puts` starts (the server's limit).
 pub const MAX_PUTS: usize = 64;
@@ -55,6 +55,43 @@ pub struct StartedPut {
     pub url: String,
     #[serde(default)]
     pub headers: HashMap<String, String>,
+    /// How long `url` holds, counted from when the answer arrived.
+    #[serde(rename = "expires", default, deserialize_with = "lifetime")]
+    pub lifetime: Lifetime,
+}
+
+/// When a presigned URL was handed out, and for how many seconds it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetime {
+    since: Instant,
+    length: Duration,
+}
+
+impl Lifetime {
+    /// From now, for `secs` (the API's `expires`; 300 when it gives none).
+    pub fn from_now(secs: Option<u64>) -> Self {
+        Lifetime {
+            since: Instant::now(),
+            length: Duration::from_secs(secs.unwrap_or(300).max(1)),
+        }
+    }
+
+    /// Still comfortably valid for another try: in the first half of its life.
+    /// A try on a URL past that may be refused as expired, or (Garage) cut off
+    /// without an answer, which looks like an outage.
+    pub fn fresh(&self) -> bool {
+        self.since.elapsed() < self.length / 2
+    }
+}
+
+impl Default for Lifetime {
+    fn default() -> Self {
+        Lifetime::from_now(None)
+    }
+}
+
+fn lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Lifetime, D::Error> {
+    Ok(Lifetime::from_now(Option::<u64>::deserialize(d)?))
 }
 
 #[derive(Deserialize)]

@@ -451,6 +451,32 @@ async fn a_small_files_url_that_expires_on_the_way_is_started_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_files_put_cut_off_after_its_url_expired_is_started_again() {
+    // S3 may close a request on an expired URL without an answer, which looks
+    // like an outage: the CLI must not try that URL again.
+    let env = Env::new(&[("PARTWISE_URL_EXPIRY_SECS", "3")])
+        .await
+        .with_proxy()
+        .await;
+    env.proxy().set(Behavior {
+        cut_first_of: Some((0, Duration::from_secs(4))),
+        ..Behavior::default()
+    });
+    let path = env.file("cut.bin", MIB);
+    let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let seen: Vec<u16> = env.proxy().puts().iter().map(|p| p.status).collect();
+    assert_eq!(
+        seen,
+        [0, 200],
+        "cut off, then sent once under a fresh start"
+    );
+    let line = &run.lines()[0];
+    let key = line["key"].as_str().unwrap();
+    assert_eq!(env.object(key).await, content("cut.bin", MIB));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_file_changed_on_the_way_is_refused_and_nothing_lands() {
     let env = Env::new(&[]).await.with_proxy().await;
     env.proxy().set(Behavior {

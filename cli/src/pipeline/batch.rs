@@ -167,8 +167,9 @@ async fn send(shared: &Shared, ready: Ready) -> Result<()> {
 
 /// PUTs the file streamed from disk; retries through outages for as long as
 /// `--retry-for` allows, and starts the file again (a fresh URL) after a 403,
-/// most often a URL that expired while an outage lasted. Returns the upload
-/// that took the bytes, and S3's ETag.
+/// or when the URL is past the first half of its life (it waited long for a
+/// stream, or an outage outlasted it). Returns the upload that took the
+/// bytes, and S3's ETag.
 async fn put_object(
     shared: &Shared,
     file: usize,
@@ -186,7 +187,17 @@ async fn put_object(
     let events = shared.events.clone();
     let sent: Arc<dyn Fn(i64) + Send + Sync> =
         Arc::new(move |bytes| events.send(Event::Sent { file, bytes }));
+    let mut stale = !put.lifetime.fresh();
     loop {
+        if stale {
+            // Started again, not signed again: the first upload may be settled
+            // by then. It is left to expire; the sweep releases its quota.
+            let again = shared.api.start_puts(&[put_file(shared, src, crc)]).await?;
+            put = again
+                .into_iter()
+                .next()
+                .ok_or_else(|| CliError::Other("the API started no upload for the file".into()))?;
+        }
         let body = src.stream(0, src.size);
         let failed = match s3::put_part(
             &shared.http,
@@ -204,14 +215,10 @@ async fn put_object(
             }
             Err(e) => e,
         };
-        if let Next::FreshUrl = put_retry::after(shared, src, &span, &mut tries, failed).await? {
-            // The file is started again: a URL cannot be signed anew for an upload that may be settled.
-            let again = shared.api.start_puts(&[put_file(shared, src, crc)]).await?;
-            put = again
-                .into_iter()
-                .next()
-                .ok_or_else(|| CliError::Other("the API started no upload for the file".into()))?;
-        }
+        stale = match put_retry::after(shared, src, &span, &mut tries, failed).await? {
+            Next::Again => !put.lifetime.fresh(),
+            Next::FreshUrl => true,
+        };
     }
 }
 

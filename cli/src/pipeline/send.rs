@@ -130,7 +130,7 @@ async fn put(
     };
     let mut tries = Tries::default();
     // A URL that waited long for a stream is signed again rather than risked.
-    let mut url: Option<Url> = first.fresh().then_some(first);
+    let mut url: Option<Url> = first.lifetime.fresh().then_some(first);
     let events = shared.events.clone();
     let sent: Arc<dyn Fn(i64) + Send + Sync> = Arc::new(move |bytes| {
         events.send(Event::Sent { file, bytes });
@@ -159,7 +159,7 @@ async fn put(
         };
         match put_retry::after(shared, src, &span, &mut tries, failed).await? {
             // Kept only while it is still comfortably valid.
-            Next::Again if u.fresh() => url = Some(u),
+            Next::Again if u.lifetime.fresh() => url = Some(u),
             Next::Again | Next::FreshUrl => {}
         }
     }

@@ -1,10 +1,9 @@
 //! Stage "sign": part URLs on demand, batched: senders ask for one URL each, and every ask
 //! waiting at that moment goes to the API in one batch call.
 
-use crate::api::Api;
+use crate::api::{Api, Lifetime};
 use crate::error::{CliError, Result};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most parts signed in one call (the API's default `PARTWISE_MAX_BATCH_SIGN`).
@@ -15,15 +14,7 @@ const MAX_BATCH: usize = 1000;
 pub struct Url {
     pub url: String,
     pub headers: HashMap<String, String>,
-    pub signed_at: Instant,
-    pub lifetime: Duration,
-}
-
-impl Url {
-    /// Still comfortably valid for another try.
-    pub fn fresh(&self) -> bool {
-        self.signed_at.elapsed() < self.lifetime / 2
-    }
+    pub lifetime: Lifetime,
 }
 
 struct Ask {
@@ -92,7 +83,6 @@ async fn run(
             if round.is_empty() {
                 continue;
             }
-            let signed_at = Instant::now();
             let answer = if checksums {
                 let parts: Vec<(u32, String)> = round
                     .iter()
@@ -116,8 +106,7 @@ async fn run(
                                 .get(&a.part.to_string())
                                 .cloned()
                                 .unwrap_or_default(),
-                            signed_at,
-                            lifetime: Duration::from_secs(s.expires.unwrap_or(300).max(1)),
+                            lifetime: Lifetime::from_now(s.expires),
                         })
                         .ok_or_else(|| {
                             CliError::Other(format!("the API signed no URL for part {}", a.part))

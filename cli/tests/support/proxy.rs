@@ -29,6 +29,10 @@ pub struct Behavior {
     pub delay_each: Option<Duration>,
     /// Hold only the first PUT of this part this long (its URL may expire meanwhile).
     pub delay_first_of: Option<(u32, Duration)>,
+    /// Hold the first PUT of this part this long, then close it unanswered
+    /// (a 502 to the client, seen with status 0), as S3 may do to a request
+    /// whose URL expired meanwhile.
+    pub cut_first_of: Option<(u32, Duration)>,
     /// Flip a byte in every PUT of this part.
     pub corrupt: Option<u32>,
     /// Requests to this `host:port` (the API) get their connection closed
@@ -168,6 +172,18 @@ impl Proxy {
             }
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
+            }
+            if let Some((cn, d)) = b.cut_first_of
+                && cn == n
+                && first
+            {
+                tokio::time::sleep(d).await;
+                self.state
+                    .puts
+                    .lock()
+                    .unwrap()
+                    .push(PutSeen { part: n, status: 0 });
+                return Err("cut off unanswered (as told)".into());
             }
             if b.corrupt == Some(n) && !body.is_empty() {
                 let mut v = body.to_vec();
