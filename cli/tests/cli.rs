@@ -155,17 +155,24 @@ async fn a_killed_upload_resumes_from_another_machine() {
     kill_and_resume(true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_url_that_expires_on_the_way_is_signed_again() {
-    // URLs live 3 s; the proxy holds part 2's first PUT for 5 s, so S3 sees it expired.
+/// A stack whose URLs live 3 s, reached through a proxy that does `behavior`.
+async fn short_lived_urls(behavior: Behavior) -> Env {
     let env = Env::new(&[("PARTWISE_URL_EXPIRY_SECS", "3")])
         .await
         .with_proxy()
         .await;
-    env.proxy().set(Behavior {
+    env.proxy().set(behavior);
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_that_expires_on_the_way_is_signed_again() {
+    // URLs live 3 s; the proxy holds part 2's first PUT for 5 s, so S3 sees it expired.
+    let env = short_lived_urls(Behavior {
         delay_first_of: Some((2, Duration::from_secs(5))),
         ..Behavior::default()
-    });
+    })
+    .await;
     let path = env.file("slow.bin", 12 * MIB);
     // 5 MiB parts: a multipart upload (files up to 16 MiB go as one PUT otherwise).
     let run = env
@@ -425,14 +432,11 @@ async fn unreadable_file(env: &Env, check: &impl Fn(support::Run, i32, &[&str]))
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_files_url_that_expires_on_the_way_is_started_again() {
     // URLs live 3 s; the proxy holds the file's first PUT for 5 s.
-    let env = Env::new(&[("PARTWISE_URL_EXPIRY_SECS", "3")])
-        .await
-        .with_proxy()
-        .await;
-    env.proxy().set(Behavior {
+    let env = short_lived_urls(Behavior {
         delay_first_of: Some((0, Duration::from_secs(5))),
         ..Behavior::default()
-    });
+    })
+    .await;
     let path = env.file("small.bin", 3 * MIB);
     let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
@@ -454,14 +458,11 @@ async fn a_small_files_url_that_expires_on_the_way_is_started_again() {
 async fn a_small_files_put_cut_off_after_its_url_expired_is_started_again() {
     // S3 may close a request on an expired URL without an answer, which looks
     // like an outage: the CLI must not try that URL again.
-    let env = Env::new(&[("PARTWISE_URL_EXPIRY_SECS", "3")])
-        .await
-        .with_proxy()
-        .await;
-    env.proxy().set(Behavior {
+    let env = short_lived_urls(Behavior {
         cut_first_of: Some((0, Duration::from_secs(4))),
         ..Behavior::default()
-    });
+    })
+    .await;
     let path = env.file("cut.bin", MIB);
     let run = env.run(&["upload", "--json", path.to_str().unwrap()]).await;
     assert_eq!(run.code, Some(0), "{run:?}");

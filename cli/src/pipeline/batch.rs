@@ -6,15 +6,13 @@
 
 use super::Shared;
 use super::find::content_type;
-use super::put_retry::{self, Next, Span, Tries};
+use super::put_retry::{self, Span, Tried, Tries};
 use crate::api::{MAX_PUTS, PutFile, StartedPut};
 use crate::error::{CliError, Result};
-use crate::events::{Event, Finished, Service};
-use crate::s3;
+use crate::events::{Event, Finished};
 use crate::source::{Source, crc32c_b64};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Files up to this size go as one PUT: the server's default part size, so
@@ -184,9 +182,6 @@ async fn put_object(
         crc,
     };
     let mut tries = Tries::default();
-    let events = shared.events.clone();
-    let sent: Arc<dyn Fn(i64) + Send + Sync> =
-        Arc::new(move |bytes| events.send(Event::Sent { file, bytes }));
     let mut stale = !put.lifetime.fresh();
     loop {
         if stale {
@@ -198,26 +193,19 @@ async fn put_object(
                 .next()
                 .ok_or_else(|| CliError::Other("the API started no upload for the file".into()))?;
         }
-        let body = src.stream(0, src.size);
-        let failed = match s3::put_part(
-            &shared.http,
-            &put.url,
-            &put.headers,
-            src.size,
-            body,
-            sent.clone(),
+        stale = match put_retry::attempt(
+            shared,
+            file,
+            src,
+            &span,
+            (&put.url, &put.headers),
+            &mut tries,
         )
-        .await
+        .await?
         {
-            Ok(etag) => {
-                shared.api.retry().recovered(Service::S3, &tries.streak);
-                return Ok((put, etag));
-            }
-            Err(e) => e,
-        };
-        stale = match put_retry::after(shared, src, &span, &mut tries, failed).await? {
-            Next::Again => !put.lifetime.fresh(),
-            Next::FreshUrl => true,
+            Tried::Sent(etag) => return Ok((put, etag)),
+            Tried::Again => !put.lifetime.fresh(),
+            Tried::FreshUrl => true,
         };
     }
 }

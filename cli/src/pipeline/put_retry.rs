@@ -1,12 +1,14 @@
-//! What follows a PUT to S3 that failed, for a part and for a small file
-//! alike: try the same URL again, ask for a fresh one, or give up.
+//! One PUT to S3, for a part and for a small file alike, and what follows
+//! a failed one: try the same URL again, ask for a fresh one, or give up.
 
 use super::Shared;
 use crate::error::{CliError, Result};
-use crate::events::Service;
+use crate::events::{Event, Service};
 use crate::retry::Streak;
-use crate::s3::PutError;
+use crate::s3::{self, PutError};
 use crate::source::{Source, crc32c_b64};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Fresh URLs after 403s, and tries after a digest refusal, before giving up.
 const RESIGN_TRIES: u32 = 4;
@@ -21,11 +23,14 @@ pub struct Span<'a> {
     pub crc: &'a str,
 }
 
-/// The next step after a failed PUT.
-pub enum Next {
-    /// The same URL again (S3 refused the bytes in flight, or failed for a while).
+/// How one try went.
+pub enum Tried {
+    /// S3 took the bytes; its ETag.
+    Sent(String),
+    /// Failed; the same URL may go again (S3 refused the bytes in flight,
+    /// or failed for a while), if it is still fresh.
     Again,
-    /// A fresh URL first: this one was refused, most often expired on the way.
+    /// Failed; a fresh URL first: this one was refused, most often expired on the way.
     FreshUrl,
 }
 
@@ -37,16 +42,40 @@ pub struct Tries {
     pub streak: Streak,
 }
 
+/// PUTs `span` of `src` (streamed from disk, progress reported as file
+/// `file`'s) to `url` with its signed `headers`; after a failure, decides
+/// what comes next (see [`after`]).
+pub async fn attempt(
+    shared: &Shared,
+    file: usize,
+    src: &Source,
+    span: &Span<'_>,
+    (url, headers): (&str, &HashMap<String, String>),
+    tries: &mut Tries,
+) -> Result<Tried> {
+    let events = shared.events.clone();
+    let sent: Arc<dyn Fn(i64) + Send + Sync> =
+        Arc::new(move |bytes| events.send(Event::Sent { file, bytes }));
+    let body = src.stream(span.offset, span.len);
+    match s3::put_part(&shared.http, url, headers, span.len, body, sent).await {
+        Ok(etag) => {
+            shared.api.retry().recovered(Service::S3, &tries.streak);
+            Ok(Tried::Sent(etag))
+        }
+        Err(failed) => after(shared, src, span, tries, failed).await,
+    }
+}
+
 /// Decides after `failed`: waits out outages (as long as `--retry-for`
 /// allows), checks the file again after a digest refusal (a changed file is
 /// [`CliError::FileChanged`]), and gives up after too many of either.
-pub async fn after(
+async fn after(
     shared: &Shared,
     src: &Source,
     span: &Span<'_>,
     tries: &mut Tries,
     failed: PutError,
-) -> Result<Next> {
+) -> Result<Tried> {
     let part = span.part;
     match failed {
         PutError::Forbidden(detail) => {
@@ -60,7 +89,7 @@ pub async fn after(
                     ),
                 });
             }
-            Ok(Next::FreshUrl)
+            Ok(Tried::FreshUrl)
         }
         PutError::Digest(detail) => {
             tries.digest += 1;
@@ -75,7 +104,7 @@ pub async fn after(
                     detail,
                 });
             }
-            Ok(Next::Again)
+            Ok(Tried::Again)
         }
         PutError::Transient(why, detail) => {
             let retry = shared.api.retry();
@@ -91,7 +120,7 @@ pub async fn after(
                     ),
                 });
             }
-            Ok(Next::Again)
+            Ok(Tried::Again)
         }
         PutError::Fatal(detail) => Err(CliError::Storage { part, detail }),
     }

@@ -5,15 +5,13 @@
 use super::Shared;
 use super::find::Target;
 use super::plan::PartJob;
-use super::put_retry::{self, Next, Span, Tries};
+use super::put_retry::{self, Span, Tried, Tries};
 use super::sign::{Signer, Url};
 use crate::api::HeldPart;
 use crate::error::{CliError, Result};
-use crate::events::{Event, Service};
-use crate::s3;
+use crate::events::Event;
 use crate::source::{Source, crc32c_b64};
 use futures::{StreamExt, TryStreamExt};
-use std::sync::Arc;
 
 /// One part's outcome.
 #[derive(Debug, Clone)]
@@ -131,36 +129,17 @@ async fn put(
     let mut tries = Tries::default();
     // A URL that waited long for a stream is signed again rather than risked.
     let mut url: Option<Url> = first.lifetime.fresh().then_some(first);
-    let events = shared.events.clone();
-    let sent: Arc<dyn Fn(i64) + Send + Sync> = Arc::new(move |bytes| {
-        events.send(Event::Sent { file, bytes });
-    });
     loop {
         let u = match url.take() {
             Some(u) => u,
             None => signer.url(job.number, checksum.clone()).await?,
         };
-        let body = src.stream(job.offset, job.len);
-        let failed = match s3::put_part(
-            &shared.http,
-            &u.url,
-            &u.headers,
-            job.len,
-            body,
-            sent.clone(),
-        )
-        .await
+        match put_retry::attempt(shared, file, src, &span, (&u.url, &u.headers), &mut tries).await?
         {
-            Ok(etag) => {
-                shared.api.retry().recovered(Service::S3, &tries.streak);
-                return Ok(etag);
-            }
-            Err(e) => e,
-        };
-        match put_retry::after(shared, src, &span, &mut tries, failed).await? {
+            Tried::Sent(etag) => return Ok(etag),
             // Kept only while it is still comfortably valid.
-            Next::Again if u.lifetime.fresh() => url = Some(u),
-            Next::Again | Next::FreshUrl => {}
+            Tried::Again if u.lifetime.fresh() => url = Some(u),
+            Tried::Again | Tried::FreshUrl => {}
         }
     }
 }
