@@ -157,49 +157,46 @@ fn dynamodb_needs(input: &Input) -> Option<Vec<Need>> {
         },
         None => table(t),
     };
-    let one = |action: &str, r: Resource| Some(vec![(format!("dynamodb:{action}"), r)]);
-    if let Some(i) = input.downcast_ref::<op::get_item::GetItemInput>() {
-        return one("GetItem", table(i.table_name()));
+    // One macro per resource shape: a table, a table or its index, the tables of a batch.
+    macro_rules! one_table {
+        ($ty:ty, $action:literal) => {
+            if let Some(i) = input.downcast_ref::<$ty>() {
+                return Some(vec![(
+                    format!("dynamodb:{}", $action),
+                    table(i.table_name()),
+                )]);
+            }
+        };
     }
-    if let Some(i) = input.downcast_ref::<op::put_item::PutItemInput>() {
-        return one("PutItem", table(i.table_name()));
+    macro_rules! table_or_index {
+        ($ty:ty, $action:literal) => {
+            if let Some(i) = input.downcast_ref::<$ty>() {
+                let r = on(i.table_name(), i.index_name());
+                return Some(vec![(format!("dynamodb:{}", $action), r)]);
+            }
+        };
     }
-    if let Some(i) = input.downcast_ref::<op::update_item::UpdateItemInput>() {
-        return one("UpdateItem", table(i.table_name()));
+    macro_rules! tables {
+        ($ty:ty, $action:literal) => {
+            if let Some(i) = input.downcast_ref::<$ty>() {
+                return Some(
+                    i.request_items()
+                        .into_iter()
+                        .flat_map(|m| m.keys())
+                        .map(|t| (format!("dynamodb:{}", $action), Resource::Table(t.clone())))
+                        .collect(),
+                );
+            }
+        };
     }
-    if let Some(i) = input.downcast_ref::<op::delete_item::DeleteItemInput>() {
-        return one("DeleteItem", table(i.table_name()));
-    }
-    if let Some(i) = input.downcast_ref::<op::query::QueryInput>() {
-        return one("Query", on(i.table_name(), i.index_name()));
-    }
-    if let Some(i) = input.downcast_ref::<op::scan::ScanInput>() {
-        return one("Scan", on(i.table_name(), i.index_name()));
-    }
-    if let Some(i) = input.downcast_ref::<op::batch_get_item::BatchGetItemInput>() {
-        let tables = i
-            .request_items()
-            .map(|m| m.keys().cloned().collect::<Vec<_>>());
-        return Some(
-            tables
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| ("dynamodb:BatchGetItem".to_string(), Resource::Table(t)))
-                .collect(),
-        );
-    }
-    if let Some(i) = input.downcast_ref::<op::batch_write_item::BatchWriteItemInput>() {
-        let tables = i
-            .request_items()
-            .map(|m| m.keys().cloned().collect::<Vec<_>>());
-        return Some(
-            tables
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| ("dynamodb:BatchWriteItem".to_string(), Resource::Table(t)))
-                .collect(),
-        );
-    }
+    one_table!(op::get_item::GetItemInput, "GetItem");
+    one_table!(op::put_item::PutItemInput, "PutItem");
+    one_table!(op::update_item::UpdateItemInput, "UpdateItem");
+    one_table!(op::delete_item::DeleteItemInput, "DeleteItem");
+    table_or_index!(op::query::QueryInput, "Query");
+    table_or_index!(op::scan::ScanInput, "Scan");
+    tables!(op::batch_get_item::BatchGetItemInput, "BatchGetItem");
+    tables!(op::batch_write_item::BatchWriteItemInput, "BatchWriteItem");
     // IAM authorizes a transaction action by action, as the operation each stands for.
     if let Some(i) = input.downcast_ref::<op::transact_write_items::TransactWriteItemsInput>() {
         let mut needs = vec![];
@@ -902,21 +899,8 @@ impl World {
     /// Completes `u` straight in S3, as a client with its own S3 rights
     /// would: no function is told (the stack's own client, not recorded).
     async fn complete_in_s3(&self, u: &Up, etag: &str) {
-        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-        self.stack
-            .s3()
-            .complete_multipart_upload()
-            .bucket(&self.names.bucket)
-            .key(&u.key)
-            .upload_id(&u.id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("CompleteMultipartUpload straight in S3");
+        let s3 = self.stack.s3();
+        common::complete_with(s3, &self.names.bucket, &u.key, &u.id, etag).await;
     }
 
     /// S3's "Object Created" for `key`, as EventBridge hands it to settle.

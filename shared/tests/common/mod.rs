@@ -293,13 +293,23 @@ pub async fn s3_uploads_under(ctx: &Context, prefix: &str) -> Vec<(String, Strin
 /// Completes `up` straight in S3 with the SDK, as a client holding its own S3
 /// rights would (Uppy's `signRequest` and `getCredentials` modes): the API never hears of it.
 pub async fn complete_in_s3(ctx: &Context, up: &Started, etag: &str) {
+    let s3 = ctx.storage.client();
+    complete_with(s3, ctx.storage.bucket(), &up.key, &up.upload_id, etag).await;
+}
+
+/// Completes a one-part upload with `s3`, whichever client the caller holds.
+pub async fn complete_with(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    etag: &str,
+) {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    ctx.storage
-        .client()
-        .complete_multipart_upload()
-        .bucket(ctx.storage.bucket())
-        .key(&up.key)
-        .upload_id(&up.upload_id)
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
         .multipart_upload(
             CompletedMultipartUpload::builder()
                 .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
