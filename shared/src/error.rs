@@ -179,6 +179,10 @@ impl Error {
     pub fn internal(m: impl std::fmt::Display) -> Self {
         Error::Internal(m.to_string())
     }
+    /// A call on an upload that an abort claimed first (409).
+    pub fn aborted() -> Self {
+        Error::Conflict("the upload was aborted".into())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

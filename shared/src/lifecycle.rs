@@ -108,9 +108,7 @@ fn settled_completion(now: Option<Upload>) -> Result<Completion> {
             (Status::Completing, _) => Err(Error::Conflict(
                 "a completion of this upload is in progress".into(),
             )),
-            (Status::Aborting | Status::Aborted, _) => {
-                Err(Error::Conflict("the upload was aborted".into()))
-            }
+            (Status::Aborting | Status::Aborted, _) => Err(Error::aborted()),
             (Status::Active, _) => Err(Error::Conflict(
                 "the upload changed meanwhile; retry".into(),
             )),

@@ -74,6 +74,7 @@ impl RequestedPart {
 /// need; it rides in the item read's wave, so it costs no wait of its own.
 /// The claim follows the checks, so a refused list changes nothing; it
 /// precedes S3's complete, so an abort cannot race it; the record follows it.
+/// A refused list reads the item once more, in case an abort raced the reads.
 pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2httpResponse> {
     let (mut upload, mut held) = owned_upload_and_parts(ctx, req).await?;
     super::multipart_only(&upload)?;
@@ -99,7 +100,7 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
             .clone()
             .ok_or_else(|| Error::internal("completed item without result"))?,
         Status::Aborting | Status::Aborted => {
-            return Err(Error::Conflict("the upload was aborted".into()));
+            return Err(Error::aborted());
         }
         Status::Completing => {
             return Err(Error::Unavailable(
@@ -124,12 +125,25 @@ pub async fn complete(ctx: &Context, req: &Request<'_>) -> Result<ApiGatewayV2ht
                 Err(Refused::OverLimit(why)) => {
                     return Err(Box::pin(lifecycle::abort_over_limit(ctx, &upload, why.0)).await);
                 }
-                Err(Refused::Other(e)) => return Err(e),
+                Err(Refused::Other(e)) => return Err(unless_aborted(ctx, &upload, e).await),
             };
             lifecycle::complete(ctx, &upload, &parts).await?
         }
     };
     Ok(completed(&upload, &completion))
+}
+
+/// A list refused against the parts S3 listed may be an abort racing this
+/// call: the item was read as ACTIVE, then the abort claimed it and S3 dropped
+/// the parts before they were listed. The item, read again, tells; the caller
+/// is told what happened (409), not that its parts were never uploaded.
+async fn unless_aborted(ctx: &Context, upload: &Upload, refused: Error) -> Error {
+    match ctx.store.get(&upload.upload_id).await {
+        Ok(Some(now)) if matches!(now.status, Status::Aborting | Status::Aborted) => {
+            Error::aborted()
+        }
+        _ => refused,
+    }
 }
 
 /// No completer outlives this: the `complete` function times out at 29 s.
