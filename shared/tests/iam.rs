@@ -754,6 +754,22 @@ struct Up {
     key: String,
 }
 
+impl Up {
+    /// `route` on this upload, called by `owner`.
+    fn call(&self, route: &'static str, owner: &str) -> Call {
+        self.on(Call::new(route).owner(owner))
+    }
+
+    /// `route` on this upload, called through `grant`.
+    fn granted(&self, route: &'static str, grant: &str) -> Call {
+        self.on(Call::new(route).path("grant", grant))
+    }
+
+    fn on(&self, call: Call) -> Call {
+        call.path("uploadId", &self.id).query("key", &self.key)
+    }
+}
+
 impl World {
     async fn new() -> World {
         let stack = Stack::from_env_or_start()
@@ -1209,20 +1225,14 @@ async fn api_scenarios(w: &World) -> Leftovers {
     // ListParts: parts with and without the key, status, the uploads list
     // with bytes held, quota usage, all through a grant too.
     for call in [
-        Call::new(LIST)
-            .owner(&alice)
-            .path("uploadId", &sized.id)
-            .query("key", &sized.key),
+        sized.call(LIST, &alice),
         Call::new(LIST)
             .owner(&alice)
             .path("uploadId", &open_ended.id),
         Call::new(STATUS).owner(&alice).path("uploadId", &sized.id),
         Call::new(UPLOADS).owner(&alice).query("bytes", "true"),
         Call::new(QUOTA).owner(&alice),
-        Call::new(G_LIST)
-            .path("grant", &grant)
-            .path("uploadId", &granted.id)
-            .query("key", &granted.key),
+        granted.granted(G_LIST, &grant),
         Call::new(G_UPLOADS).path("grant", &grant),
         Call::new(G_QUOTA).path("grant", &grant),
     ] {
@@ -1235,22 +1245,14 @@ async fn api_scenarios(w: &World) -> Leftovers {
         &complete,
         Complete,
         200,
-        Call::new(COMPLETE)
-            .owner(&alice)
-            .path("uploadId", &sized.id)
-            .query("key", &sized.key)
-            .json(json!({})),
+        sized.call(COMPLETE, &alice).json(json!({})),
     )
     .await;
     w.expect(
         &complete,
         Complete,
         200,
-        Call::new(G_COMPLETE)
-            .path("grant", &grant)
-            .path("uploadId", &granted.id)
-            .query("key", &granted.key)
-            .json(json!({})),
+        granted.granted(G_COMPLETE, &grant).json(json!({})),
     )
     .await;
     let vanished = w
@@ -1266,11 +1268,7 @@ async fn api_scenarios(w: &World) -> Leftovers {
         &complete,
         Complete,
         200,
-        Call::new(COMPLETE)
-            .owner(&alice)
-            .path("uploadId", &vanished.id)
-            .query("key", &vanished.key)
-            .json(json!({})),
+        vanished.call(COMPLETE, &alice).json(json!({})),
     )
     .await;
     let too_big = w
@@ -1281,11 +1279,7 @@ async fn api_scenarios(w: &World) -> Leftovers {
         &w.ctx(Complete.name(), &small),
         Complete,
         413,
-        Call::new(COMPLETE)
-            .owner(&alice)
-            .path("uploadId", &too_big.id)
-            .query("key", &too_big.key)
-            .json(json!({})),
+        too_big.call(COMPLETE, &alice).json(json!({})),
     )
     .await;
 
@@ -1311,24 +1305,13 @@ async fn api_scenarios(w: &World) -> Leftovers {
 
     // Abort: a live upload, through a grant, a POST form never used (its
     // object looked for), one completed straight in S3 (found, kept: 409).
+    w.expect(&abort, Abort, 200, open_ended.call(ABORT, &alice))
+        .await;
     w.expect(
         &abort,
         Abort,
         200,
-        Call::new(ABORT)
-            .owner(&alice)
-            .path("uploadId", &open_ended.id)
-            .query("key", &open_ended.key),
-    )
-    .await;
-    w.expect(
-        &abort,
-        Abort,
-        200,
-        Call::new(G_ABORT)
-            .path("grant", &grant)
-            .path("uploadId", &granted_to_abort.id)
-            .query("key", &granted_to_abort.key),
+        granted_to_abort.granted(G_ABORT, &grant),
     )
     .await;
     let form_key = form["fields"]["key"].as_str().unwrap();
@@ -1347,16 +1330,8 @@ async fn api_scenarios(w: &World) -> Leftovers {
         .await;
     let etag = w.upload_part(&sign, &alice, &found, 1, 100).await;
     w.complete_in_s3(&found, &etag).await;
-    w.expect(
-        &abort,
-        Abort,
-        409,
-        Call::new(ABORT)
-            .owner(&alice)
-            .path("uploadId", &found.id)
-            .query("key", &found.key),
-    )
-    .await;
+    w.expect(&abort, Abort, 409, found.call(ABORT, &alice))
+        .await;
 
     Leftovers {
         alice,
